@@ -1,0 +1,1 @@
+"""The HTTP API (aiohttp): health, metrics, OpenAPI and the AMI endpoints."""

@@ -1,0 +1,72 @@
+"""The aiohttp application and the ``gridlens api`` process."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from api import health, openapi, publish
+from api.auth import bearer_auth
+from api.context import connections
+from api.errors import json_errors
+from gridlens.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+SHUTDOWN_TIMEOUT_S = 30.0  # a publish in progress finishes within this on SIGTERM
+
+HTTP_REQUESTS = Counter(
+    "gridlens_api_http_requests_total",
+    "HTTP requests served, by route and status.",
+    ["route", "method", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "gridlens_api_http_request_duration_seconds", "Time to serve one HTTP request.", ["route"]
+)
+
+
+@web.middleware
+async def http_metrics(request: web.Request, handler: Any) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
+    response: web.StreamResponse = await handler(request)
+    HTTP_SECONDS.labels(name).observe(time.perf_counter() - started)
+    HTTP_REQUESTS.labels(name, request.method, str(response.status)).inc()
+    return response
+
+
+def create_app(
+    settings: Settings, database_url: str, redis_url: str, api_key: str
+) -> web.Application:
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[
+            http_metrics,
+            json_errors,
+            bearer_auth(api_key, auth_reads=settings.auth_reads),
+        ],
+    )
+    app.cleanup_ctx.append(connections(settings, database_url, redis_url))
+    for module in (health, openapi, publish):
+        app.add_routes(module.routes)
+    return app
+
+
+def run_api(settings: Settings, database_url: str, redis_url: str, api_key: str) -> None:
+    log.info(
+        "api listening", extra={"action": "api_start", "host": settings.host, "port": settings.port}
+    )
+    web.run_app(
+        create_app(settings, database_url, redis_url, api_key),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+    )

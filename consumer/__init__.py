@@ -1,0 +1,1 @@
+"""Consumer-group processes that ingest read batches into PostgreSQL (SPEC §5)."""

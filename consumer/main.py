@@ -1,0 +1,36 @@
+"""``gridlens consume``: one consumer process, stopped cleanly by SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from consumer.worker import Consumer
+from gridlens.connections import postgres_pool, redis_client
+from gridlens.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run_consumer(settings: Settings, database_url: str, redis_url: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # The handler only sets the event: the loop stops reading, then drains.
+        loop.add_signal_handler(signum, stop.set)
+    client = redis_client(redis_url)
+    pool = postgres_pool(
+        database_url,
+        min_size=1,
+        max_size=settings.consumer_concurrency,
+        statement_timeout_s=settings.insert_timeout_s,
+        name="gridlens-consumer",
+    )
+    try:
+        await pool.open(wait=False)
+        await Consumer(settings, client, pool).run(stop)
+    finally:
+        await pool.close()
+        await client.aclose()
+    log.info("consumer stopped", extra={"action": "consumer_stop"})

@@ -1,0 +1,3 @@
+from gridlens.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The ``gridlens`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import psycopg
+
+from gridlens import logs
+from gridlens.migrate import MigrationError, migrate
+from gridlens.settings import Settings, SettingsError
+from gridlens.stack import StartupError, run_stack
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridlens", description="AMI emulator and ingestion pipeline (see README.md)."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="run the whole stack: services, migrations, API, consumers")
+    commands.add_parser("migrate", help="apply the pending migrations of sql/")
+    commands.add_parser("api", help="run one API process")
+    commands.add_parser("consume", help="run one consumer process")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"gridlens: invalid setting: {error}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_level, process=args.command)
+    try:
+        return _run(args.command, settings)
+    except KeyboardInterrupt:
+        return 130
+    except (StartupError, MigrationError, TimeoutError, psycopg.OperationalError) as error:
+        # Errors an operator can act on: one line, no traceback.
+        print(f"gridlens: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+
+
+def _run(command: str, settings: Settings) -> int:
+    from gridlens.embedded import running_services
+    from gridlens.supervisor import die_with_supervisor
+
+    if command == "up":
+        return run_stack(settings)
+    die_with_supervisor()
+    with running_services(settings.data_dir, settings.database_url, settings.redis_url) as urls:
+        if command == "migrate":
+            applied = asyncio.run(migrate(urls.database_url))
+            print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+            return 0
+        if command == "api":
+            from api.app import run_api
+            from gridlens.apikey import ensure_api_key
+
+            run_api(settings, urls.database_url, urls.redis_url, ensure_api_key(settings))
+            return 0
+        from consumer.main import run_consumer
+
+        asyncio.run(run_consumer(settings, urls.database_url, urls.redis_url))
+        return 0

@@ -1,0 +1,105 @@
+"""Connections to Redis and PostgreSQL, their health checks, and one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from redis import exceptions as redis_errors
+
+from gridlens.settings import redact_url
+from gridlens.sqlfiles import query
+
+CHECK_TIMEOUT_S = 3.0
+
+
+def redis_client(url: str, *, max_connections: int = 32) -> aioredis.Redis:
+    """An asyncio Redis client; bytes in, bytes out. rediss:// URLs use TLS."""
+    return aioredis.Redis.from_url(
+        url,
+        max_connections=max_connections,
+        socket_connect_timeout=CHECK_TIMEOUT_S,
+        health_check_interval=30,
+    )
+
+
+def postgres_pool(
+    url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    statement_timeout_s: float | None = None,
+    name: str = "gridlens",
+) -> AsyncConnectionPool[Any]:
+    """A connection pool, not yet opened; a statement_timeout bounds every statement."""
+    options = (
+        f"-c statement_timeout={int(statement_timeout_s * 1000)}" if statement_timeout_s else ""
+    )
+    return AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        kwargs={"options": options, "application_name": name, "connect_timeout": 5},
+        open=False,
+        timeout=CHECK_TIMEOUT_S * 2,
+        name=name,
+    )
+
+
+async def check_redis(client: aioredis.Redis) -> None:
+    await asyncio.wait_for(client.ping(), CHECK_TIMEOUT_S)
+
+
+async def check_postgres(pool: AsyncConnectionPool[Any]) -> None:
+    async def ping() -> None:
+        async with pool.connection() as conn:
+            await conn.execute(query("ping"))
+
+    await asyncio.wait_for(ping(), CHECK_TIMEOUT_S)
+
+
+def describe_redis_error(error: BaseException, url: str) -> str:
+    where = redact_url(url)
+    if (
+        isinstance(error, redis_errors.AuthenticationError)
+        or "WRONGPASS" in str(error)
+        or ("NOAUTH" in str(error))
+    ):
+        return f"Redis authentication failed at {where}: check the password in REDIS_URL ({error})"
+    if isinstance(error, TimeoutError | asyncio.TimeoutError | redis_errors.TimeoutError):
+        return f"Redis did not answer within {CHECK_TIMEOUT_S:.0f} s at {where}"
+    return f"Redis is unreachable at {where}: {error}"
+
+
+def describe_postgres_error(error: BaseException, url: str) -> str:
+    where = redact_url(url)
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return f"PostgreSQL did not answer within {CHECK_TIMEOUT_S:.0f} s at {where}"
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, psycopg.OperationalError) and "password" in message:
+        return f"PostgreSQL authentication failed at {where}: {message}"
+    return f"PostgreSQL is unreachable at {where}: {message}"
+
+
+async def verify_services(database_url: str, redis_url: str) -> list[str]:
+    """One line per unreachable service; empty when both answer."""
+    problems: list[str] = []
+    client = redis_client(redis_url, max_connections=1)
+    try:
+        await check_redis(client)
+    except Exception as error:
+        problems.append(describe_redis_error(error, redis_url))
+    finally:
+        await client.aclose()
+    try:
+        conn = await asyncio.wait_for(
+            psycopg.AsyncConnection.connect(database_url, connect_timeout=int(CHECK_TIMEOUT_S)),
+            CHECK_TIMEOUT_S * 2,
+        )
+        await conn.close()
+    except Exception as error:
+        problems.append(describe_postgres_error(error, database_url))
+    return problems

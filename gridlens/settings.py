@@ -1,0 +1,197 @@
+"""Settings: one typed dataclass built from the environment (SPEC §2).
+
+Every value is checked when the settings are built, so a process with a bad
+setting stops at start-up with one line naming the variable, never later with a
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+from urllib.parse import urlsplit, urlunsplit
+
+# Hard safety limits of SPEC §4. Configuration may lower them, never raise them.
+HARD_MAX_READS_PER_SECOND: Final = 2_500
+HARD_MAX_BATCH_SIZE: Final = 500
+HARD_MAX_METER_COUNT: Final = 25_000
+HARD_MAX_JOBS_PER_PUBLISH: Final = 200
+HARD_MAX_QUEUE_DEPTH: Final = 500
+
+_NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off", ""})
+
+
+class SettingsError(ValueError):
+    """A setting has a value the process cannot start with."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caps:
+    """The safety caps in force: the hard limits of SPEC §4 or lower."""
+
+    reads_per_second: int = HARD_MAX_READS_PER_SECOND
+    batch_size: int = HARD_MAX_BATCH_SIZE
+    meter_count: int = HARD_MAX_METER_COUNT
+    jobs_per_publish: int = HARD_MAX_JOBS_PER_PUBLISH
+    queue_depth: int = HARD_MAX_QUEUE_DEPTH
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    database_url: str | None = None  # None: the embedded PostgreSQL
+    redis_url: str | None = None  # None: the embedded Redis
+    api_key: str | None = None  # None: generated and kept in the data dir
+    host: str = "127.0.0.1"
+    port: int = 5000
+    data_dir: Path = field(default_factory=lambda: Path(".gridlens").resolve())
+    consumers: int = 2
+    auth_reads: bool = False
+    redis_namespace: str = "gridlens"  # the hash tag of every Redis key
+    caps: Caps = field(default_factory=Caps)
+    consumer_concurrency: int = 8  # in-flight jobs per consumer process
+    claim_idle_ms: int = 30_000  # pending this long on a dead consumer: claimed
+    max_deliveries: int = 5  # then the entry is dead-lettered
+    insert_timeout_s: float = 10.0  # statement_timeout of the consumer's inserts
+    shutdown_grace_s: float = 20.0  # in-flight work finishes within this on SIGTERM
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = _Env(os.environ if environ is None else environ)
+        caps = Caps(
+            reads_per_second=env.cap("GRIDLENS_MAX_READS_PER_SECOND", HARD_MAX_READS_PER_SECOND),
+            batch_size=env.cap("GRIDLENS_MAX_BATCH_SIZE", HARD_MAX_BATCH_SIZE),
+            meter_count=env.cap("GRIDLENS_MAX_METERS", HARD_MAX_METER_COUNT),
+            jobs_per_publish=env.cap("GRIDLENS_MAX_JOBS_PER_PUBLISH", HARD_MAX_JOBS_PER_PUBLISH),
+            queue_depth=env.cap("GRIDLENS_MAX_QUEUE_DEPTH", HARD_MAX_QUEUE_DEPTH),
+        )
+        return cls(
+            database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
+            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix")),
+            api_key=env.api_key("GRIDLENS_API_KEY"),
+            host=env.text("GRIDLENS_HOST", "127.0.0.1"),
+            port=env.integer("GRIDLENS_PORT", 5000, low=1, high=65_535),
+            data_dir=Path(env.text("GRIDLENS_DATA_DIR", ".gridlens")).expanduser().resolve(),
+            consumers=env.integer("GRIDLENS_CONSUMERS", 2, low=0, high=64),
+            auth_reads=env.flag("GRIDLENS_AUTH_READS"),
+            redis_namespace=env.namespace("GRIDLENS_REDIS_NAMESPACE", "gridlens"),
+            caps=caps,
+            consumer_concurrency=env.integer("GRIDLENS_CONSUMER_CONCURRENCY", 8, low=5, high=10),
+            claim_idle_ms=env.integer("GRIDLENS_CLAIM_IDLE_MS", 30_000, low=1_000, high=3_600_000),
+            max_deliveries=env.integer("GRIDLENS_MAX_DELIVERIES", 5, low=1, high=100),
+            insert_timeout_s=env.seconds("GRIDLENS_INSERT_TIMEOUT_S", 10.0),
+            shutdown_grace_s=env.seconds("GRIDLENS_SHUTDOWN_GRACE_S", 20.0),
+            log_level=env.choice(
+                "GRIDLENS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+        )
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, fit for logs and error lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class _Env:
+    values: Mapping[str, str]
+
+    def raw(self, name: str) -> str | None:
+        value = self.values.get(name)
+        return None if value is None or value.strip() == "" else value.strip()
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if not low <= value <= high:
+            raise SettingsError(f"{name}={value} is outside {low}..{high}")
+        return value
+
+    def seconds(self, name: str, default: float) -> float:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+        if not 0 < value <= 3_600:
+            raise SettingsError(f"{name}={raw} is outside (0, 3600] seconds")
+        return value
+
+    def cap(self, name: str, hard_limit: int) -> int:
+        raw = self.raw(name)
+        if raw is not None and raw.lstrip("-").isdigit() and int(raw) > hard_limit:
+            raise SettingsError(
+                f"{name}={raw} exceeds the hard limit {hard_limit}: "
+                "safety caps may be lowered, never raised"
+            )
+        return self.integer(name, hard_limit, low=1, high=hard_limit)
+
+    def flag(self, name: str) -> bool:
+        raw = (self.raw(name) or "").lower()
+        if raw in _TRUE:
+            return True
+        if raw in _FALSE:
+            return False
+        raise SettingsError(f"{name}={raw!r} is not a boolean (use 1 or 0)")
+
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        value = (self.raw(name) or default).upper()
+        if value not in choices:
+            raise SettingsError(f"{name}={value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def namespace(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if not _NAMESPACE_PATTERN.match(value):
+            raise SettingsError(f"{name}={value!r} must match {_NAMESPACE_PATTERN.pattern}")
+        return value
+
+    def api_key(self, name: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and len(value) < 16:
+            raise SettingsError(f"{name} is too short: use at least 16 characters")
+        return value
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        scheme = urlsplit(value).scheme
+        if scheme not in schemes:
+            raise SettingsError(
+                f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL, "
+                f"not {redact_url(value)!r}"
+            )
+        return value

@@ -1,0 +1,103 @@
+"""The whole stack in one command: services, migrations, API and consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+
+import aiohttp
+
+from gridlens.apikey import ensure_api_key
+from gridlens.connections import verify_services
+from gridlens.embedded import ServiceUrls, running_services
+from gridlens.migrate import migrate
+from gridlens.settings import Settings
+from gridlens.supervisor import ChildSpec, Supervisor, gridlens_command
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 60.0
+
+
+class StartupError(RuntimeError):
+    """The stack cannot start; the message is one line for the operator."""
+
+
+def run_stack(settings: Settings) -> int:
+    api_key = ensure_api_key(settings)
+    with running_services(settings.data_dir, settings.database_url, settings.redis_url) as urls:
+        problems = asyncio.run(verify_services(urls.database_url, urls.redis_url))
+        if problems:
+            raise StartupError("; ".join(problems))
+        applied = asyncio.run(migrate(urls.database_url))
+        log.info("schema ready", extra={"action": "migrate", "applied": applied})
+        asyncio.run(_supervise(settings, urls, api_key))
+    log.info("stack stopped", extra={"action": "stack_stop"})
+    return 0
+
+
+async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    env = {
+        **os.environ,
+        "DATABASE_URL": urls.database_url,
+        "REDIS_URL": urls.redis_url,
+        "GRIDLENS_API_KEY": api_key,
+        "GRIDLENS_DATA_DIR": str(settings.data_dir),
+    }
+    children = [ChildSpec("api", gridlens_command("api"))] + [
+        ChildSpec(f"consumer-{n}", gridlens_command("consume"))
+        for n in range(1, settings.consumers + 1)
+    ]
+    supervisor = Supervisor(children, env, grace_s=settings.shutdown_grace_s + 5)
+    running = asyncio.create_task(supervisor.run(stop))
+    base = f"http://{settings.host}:{settings.port}"
+    if await _wait_ready(base, stop):
+        print(banner(base, api_key, settings), flush=True)
+    await running
+
+
+async def _wait_ready(base: str, stop: asyncio.Event) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.25)
+    if not stop.is_set():
+        log.error("api not ready", extra={"action": "stack_not_ready", "url": f"{base}/readyz"})
+    return False
+
+
+def banner(base: str, api_key: str, settings: Settings) -> str:
+    base = base.replace("127.0.0.1", "localhost")
+    publish = (
+        f"curl -s -X POST {base}/api/ami/publish-once "
+        '-H "Authorization: Bearer $GRIDLENS_API_KEY" -H "Content-Type: application/json" \\\n'
+        '  -d \'{"tenantId":"DEMO_TENANT","intervalMinutes":15,"batchSize":500,'
+        '"meterCount":25000,"feederCount":25%s}\' | python3 -m json.tool'
+    )
+    lines = [
+        "",
+        f"GridLens is up: API {base}, {settings.consumers} consumer process(es), "
+        f"data in {settings.data_dir}. Ctrl-C stops everything.",
+        "",
+        f"export GRIDLENS_API_KEY={api_key}",
+        "",
+        publish % ',"dryRun":true',
+        publish % "",
+        f'curl -s "{base}/api/ami/scale/status?tenantId=DEMO_TENANT" | python3 -m json.tool',
+        f'curl -s "{base}/api/ami/kpi/quickcheck?tenantId=DEMO_TENANT" | python3 -m json.tool',
+        "",
+    ]
+    return "\n".join(lines)
