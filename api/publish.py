@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from api.body import json_object
 from api.errors import ApiError
 from api.openapi import PATHS, error_response
 
@@ -53,4 +54,5 @@ PATHS["/api/ami/publish-once"] = {
 
 @routes.post("/api/ami/publish-once")
 async def publish_once(request: web.Request) -> web.Response:
+    await json_object(request)
     raise ApiError(501, "publish-once is not implemented yet")

@@ -37,11 +37,12 @@ async def queue_depth(client: aioredis.Redis, keys: Keys) -> QueueDepth:
     async with client.pipeline(transaction=True) as pipe:
         pipe.xlen(keys.stream)
         pipe.xpending(keys.stream, CONSUMER_GROUP)
-        try:
-            length, summary = await pipe.execute()
-        except redis_errors.ResponseError as error:
-            if "NOGROUP" in str(error):
-                return QueueDepth(waiting=0, pending=0)
-            raise
+        length, summary = await pipe.execute(raise_on_error=False)
+    if isinstance(length, Exception):
+        raise length
+    if isinstance(summary, redis_errors.ResponseError) and "NOGROUP" in str(summary):
+        return QueueDepth(waiting=int(length), pending=0)  # no consumer has started yet
+    if isinstance(summary, Exception):
+        raise summary
     pending = int(summary["pending"])
     return QueueDepth(waiting=max(int(length) - pending, 0), pending=pending)

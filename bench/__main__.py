@@ -1,0 +1,21 @@
+"""Run every benchmark, or those named: ``python -m bench [name ...]``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS = ("insert",)
+
+
+def main(names: list[str]) -> None:
+    for name in names or BENCHMARKS:
+        module = importlib.import_module(f"bench.{name}")
+        print(
+            f"== bench {name}: {module.__doc__.strip().splitlines()[0] if module.__doc__ else ''}"
+        )
+        module.main()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

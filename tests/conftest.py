@@ -1,0 +1,132 @@
+"""Real servers for the tests: embedded by default, or those of DATABASE_URL / REDIS_URL.
+
+Isolation: one fresh database per test run (migrated once), one Redis key
+namespace per test (its keys deleted afterwards).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from gridlens.connections import postgres_pool, redis_client
+from gridlens.embedded import EmbeddedPostgres, EmbeddedRedis
+from gridlens.migrate import migrate
+from gridlens.settings import Settings
+
+TEST_API_KEY = "test-key-0123456789abcdef"
+
+
+@dataclass(frozen=True)
+class Servers:
+    admin_database_url: str  # a database of the server we may create databases from
+    redis_url: str
+    embedded: bool
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    database_url = os.environ.get("DATABASE_URL") or None
+    redis_url = os.environ.get("REDIS_URL") or None
+    root = tmp_path_factory.mktemp("servers")
+    postgres = EmbeddedPostgres(root) if database_url is None else None
+    embedded_redis = EmbeddedRedis(root) if redis_url is None else None
+    try:
+        yield Servers(
+            admin_database_url=postgres.start() if postgres else str(database_url),
+            redis_url=embedded_redis.start() if embedded_redis else str(redis_url),
+            embedded=postgres is not None,
+        )
+    finally:
+        for server in (embedded_redis, postgres):
+            if server is not None:
+                server.stop()
+
+
+def with_database(url: str, database: str) -> str:
+    """The same server URL, naming another database."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{database}"))
+
+
+@pytest.fixture(scope="session")
+def database_url(servers: Servers) -> Iterator[str]:
+    """A fresh database for this test run, migrated."""
+    url = create_database(servers.admin_database_url)
+    asyncio.run(migrate(url))
+    try:
+        yield url
+    finally:
+        drop_database(servers.admin_database_url, url)
+
+
+def create_database(admin_url: str) -> str:
+    name = f"gridlens_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(b"CREATE DATABASE " + name.encode())
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(b"DROP DATABASE IF EXISTS " + str(name).encode() + b" WITH (FORCE)")
+
+
+@pytest.fixture
+def fresh_database_url(servers: Servers) -> Iterator[str]:
+    """An empty database of its own, for tests of migrations themselves."""
+    url = create_database(servers.admin_database_url)
+    try:
+        yield url
+    finally:
+        drop_database(servers.admin_database_url, url)
+
+
+@pytest.fixture
+def namespace() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(database_url: str, servers: Servers, namespace: str, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=servers.redis_url,
+        api_key=TEST_API_KEY,
+        data_dir=tmp_path,
+        redis_namespace=namespace,
+        shutdown_grace_s=5.0,
+    )
+
+
+@pytest.fixture
+async def redis(servers: Servers, namespace: str) -> AsyncIterator[aioredis.Redis]:
+    client = redis_client(servers.redis_url)
+    try:
+        yield client
+    finally:
+        keys = [key async for key in client.scan_iter(match="{" + namespace + "}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
+    connection_pool = postgres_pool(database_url, max_size=4)
+    await connection_pool.open()
+    try:
+        yield connection_pool
+    finally:
+        await connection_pool.close()

@@ -1,0 +1,146 @@
+"""The API skeleton over real Redis and PostgreSQL: health, auth, errors, OpenAPI."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from openapi_spec_validator import validate
+
+from api.app import create_app
+from gridlens.settings import Settings
+from tests.conftest import TEST_API_KEY
+
+ClientFactory = Callable[..., Coroutine[Any, Any, TestClient[Any, Any]]]
+AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+
+
+@pytest.fixture
+async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def factory(**changes: Any) -> TestClient[Any, Any]:
+        database_url = changes.pop("database_url", settings.database_url)
+        redis_url = changes.pop("redis_url", settings.redis_url)
+        effective = dataclasses.replace(settings, **changes)
+        app = create_app(effective, database_url, redis_url, TEST_API_KEY)
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
+    return await make_client()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_healthz_answers(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert await response.json() == {"ok": True}
+
+
+async def test_readyz_is_200_when_both_services_answer(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {"ok": True, "postgres": "up", "redis": "up"}
+
+
+async def test_readyz_names_redis_when_it_is_down(make_client: ClientFactory) -> None:
+    client = await make_client(redis_url=f"redis://:pw@127.0.0.1:{closed_port()}/0")
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["ok"] is False and body["error"] == "not ready: redis down"
+    assert "Redis is unreachable" in body["down"]["redis"]
+    assert "pw" not in body["down"]["redis"]  # the password is redacted
+
+
+async def test_readyz_names_postgres_when_it_is_down(make_client: ClientFactory) -> None:
+    client = await make_client(database_url=f"postgresql://x@127.0.0.1:{closed_port()}/x")
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body["error"] == "not ready: postgres down"
+    assert "PostgreSQL" in body["down"]["postgres"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "error"),
+    [
+        ({}, 401, "missing API key: send Authorization: Bearer <GRIDLENS_API_KEY>"),
+        ({"Authorization": "Basic abc"}, 401, "missing API key"),
+        ({"Authorization": "Bearer wrong-key-0123456789"}, 403, "wrong API key"),
+    ],
+)
+async def test_mutating_endpoints_need_the_key(
+    client: TestClient[Any, Any], headers: dict[str, str], status: int, error: str
+) -> None:
+    response = await client.post("/api/ami/publish-once", json={"tenantId": "T"}, headers=headers)
+    assert response.status == status
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["ok"] is False and body["error"].startswith(error)
+    if status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_reads_are_open_unless_auth_reads(make_client: ClientFactory) -> None:
+    open_client = await make_client()
+    assert (await open_client.get("/api/openapi.json")).status == 200
+    closed_client = await make_client(auth_reads=True)
+    assert (await closed_client.get("/api/openapi.json")).status == 401
+    assert (await closed_client.get("/api/openapi.json", headers=AUTH)).status == 200
+    assert (await closed_client.get("/healthz")).status == 200  # probes stay open
+
+
+async def test_unknown_routes_and_methods_get_json_errors(client: TestClient[Any, Any]) -> None:
+    missing = await client.get("/nowhere")
+    assert missing.status == 404
+    assert await missing.json() == {"ok": False, "error": "Not Found"}
+    wrong_method = await client.get("/api/ami/publish-once", headers=AUTH)
+    assert wrong_method.status == 405
+    assert (await wrong_method.json())["ok"] is False
+    assert "POST" in wrong_method.headers["Allow"]
+
+
+async def test_a_body_over_64_kib_is_413_json(client: TestClient[Any, Any]) -> None:
+    response = await client.post(
+        "/api/ami/publish-once",
+        data=b'{"tenantId":"' + b"x" * (64 * 1024) + b'"}',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status == 413
+    body = await response.json()
+    assert body["ok"] is False and body["error"].startswith("request body too large")
+
+
+async def test_openapi_document_is_valid(client: TestClient[Any, Any]) -> None:
+    response = await client.get("/api/openapi.json")
+    document = await response.json()
+    validate(document)
+    assert {"/healthz", "/readyz", "/metrics", "/api/ami/publish-once"} <= set(document["paths"])
+
+
+async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None:
+    await client.get("/healthz")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    text = await response.text()
+    assert 'gridlens_api_http_requests_total{method="GET",route="/healthz",status="200"}' in text

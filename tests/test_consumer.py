@@ -1,0 +1,155 @@
+"""The consumer skeleton over real Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+
+from consumer.worker import Consumer
+from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
+from gridlens.keys import Keys
+from gridlens.queue import ensure_group, queue_depth
+from gridlens.settings import Settings
+
+READ_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def feeder_batch(tenant_id: str, feeder: int, meters: int = 500) -> ReadBatch:
+    numbers = [feeder + 25 * n for n in range(meters)]
+    return ReadBatch(
+        publish_id="test",
+        tenant_id=tenant_id,
+        feeder_id=f"FEEDER_{feeder}",
+        read_at=READ_AT,
+        interval_minutes=15,
+        meter_numbers=numbers,
+        kwh=[0.1 + number / 100_000 for number in numbers],
+        voltage=[120.0 + (number % 7) / 10 for number in numbers],
+    )
+
+
+async def run_until_drained(
+    settings: Settings, client: aioredis.Redis, pool: AsyncConnectionPool[Any]
+) -> None:
+    """Run one consumer until the stream is empty and nothing is pending."""
+    stop = asyncio.Event()
+    keys = Keys(settings.redis_namespace)
+    running = asyncio.create_task(Consumer(settings, client, pool).run(stop))
+    for _ in range(200):
+        depth = await queue_depth(client, keys)
+        if depth.waiting == 0 and depth.pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await asyncio.wait_for(running, 10)
+
+
+async def rows(pool: AsyncConnectionPool[Any], tenant_id: str) -> list[tuple[Any, ...]]:
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT meter_id, feeder_id, read_at, interval_minutes, kwh, voltage"
+            b" FROM meter_reads_electric WHERE tenant_id = %s ORDER BY meter_id",
+            [tenant_id],
+        )
+        return list(await cursor.fetchall())
+
+
+async def test_entries_are_inserted_acknowledged_and_removed(
+    settings: Settings,
+    redis: aioredis.Redis,
+    pool: AsyncConnectionPool[Any],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    for feeder in (1, 2, 3):
+        await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, feeder))})
+    with caplog.at_level(logging.INFO, logger="consumer.worker"):
+        await run_until_drained(settings, redis, pool)
+    stored = await rows(pool, tenant)
+    assert len(stored) == 1_500
+    assert stored[0] == (f"{tenant}-MTR-00001", "FEEDER_1", READ_AT, 15, 0.10001, 120.1)
+    assert await redis.xlen(keys.stream) == 0  # acknowledged entries do not pile up
+    jobs = [record for record in caplog.records if getattr(record, "action", "") == "job_done"]
+    assert sorted(job.__dict__["feederId"] for job in jobs) == ["FEEDER_1", "FEEDER_2", "FEEDER_3"]
+    assert {job.__dict__["insertCount"] for job in jobs} == {500}
+    assert {job.__dict__["metersCount"] for job in jobs} == {500}
+    assert all({"jobId", "elapsedMs", "waiting", "pending"} <= job.__dict__.keys() for job in jobs)
+
+
+async def test_a_redelivered_batch_inserts_nothing_and_changes_no_row(
+    settings: Settings,
+    redis: aioredis.Redis,
+    pool: AsyncConnectionPool[Any],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 4))})
+    await run_until_drained(settings, redis, pool)
+    before = await rows(pool, tenant)
+    await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 4))})
+    with caplog.at_level(logging.INFO, logger="consumer.worker"):
+        await run_until_drained(settings, redis, pool)
+    assert await rows(pool, tenant) == before
+    jobs = [record for record in caplog.records if getattr(record, "action", "") == "job_done"]
+    assert [job.__dict__["insertCount"] for job in jobs] == [0]
+
+
+async def test_a_malformed_entry_is_dead_lettered_and_the_rest_ingested(
+    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any], namespace: str
+) -> None:
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    await redis.xadd(keys.stream, {ENTRY_FIELD: b'{"v": 1, "meters": "nope"}'})
+    await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 5))})
+    await run_until_drained(settings, redis, pool)
+    assert len(await rows(pool, tenant)) == 500
+    dead: Any = await redis.xrange(keys.dead_letters)
+    assert len(dead) == 1
+    assert dead[0][1][b"error"].startswith(b"fields differ")
+    assert dead[0][1][ENTRY_FIELD] == b'{"v": 1, "meters": "nope"}'
+
+
+async def test_pending_entries_of_a_restarted_consumer_are_finished_first(
+    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any], namespace: str
+) -> None:
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    await ensure_group(redis, keys)
+    await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 6))})
+    # A consumer of this name took the entry and died before acknowledging it.
+    await redis.xreadgroup("ingest", "restarted", {keys.stream: ">"}, count=1)
+    assert (await queue_depth(redis, keys)).pending == 1
+    stop = asyncio.Event()
+    running = asyncio.create_task(Consumer(settings, redis, pool, name="restarted").run(stop))
+    for _ in range(100):
+        if (await queue_depth(redis, keys)).pending == 0:
+            break
+        await asyncio.sleep(0.05)
+    stop.set()
+    await running
+    assert len(await rows(pool, tenant)) == 500
+
+
+async def test_the_insert_is_one_binary_statement(pool: AsyncConnectionPool[Any]) -> None:
+    from consumer.ingest import insert_batch
+
+    batch = feeder_batch("ONE_STATEMENT", 7, meters=3)
+    assert await insert_batch(pool, batch) == 3
+    assert await insert_batch(pool, batch) == 0
+    async with pool.connection() as conn:
+        with pytest.raises(psycopg.errors.CheckViolation):
+            await conn.execute(
+                b"INSERT INTO meter_reads_electric (tenant_id, meter_id, feeder_id, read_at,"
+                b" interval_minutes, kwh, voltage) VALUES ('T', 'm', 'f', now(), 15, -1, 120)"
+            )

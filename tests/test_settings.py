@@ -1,0 +1,92 @@
+"""Settings from the environment: defaults, validation, caps that only go down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gridlens.settings import HARD_MAX_READS_PER_SECOND, Settings, SettingsError, redact_url
+
+
+def test_defaults_follow_the_spec() -> None:
+    settings = Settings.from_env({})
+    assert settings.database_url is None and settings.redis_url is None
+    assert (settings.host, settings.port, settings.consumers) == ("127.0.0.1", 5000, 2)
+    assert settings.data_dir == Path(".gridlens").resolve()
+    assert settings.auth_reads is False
+    assert settings.caps.reads_per_second == HARD_MAX_READS_PER_SECOND
+    assert settings.caps.batch_size == 500
+    assert settings.caps.meter_count == 25_000
+    assert settings.caps.jobs_per_publish == 200
+    assert settings.caps.queue_depth == 500
+
+
+def test_values_are_read_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "DATABASE_URL": "postgresql://u@db:5432/x",
+            "REDIS_URL": "rediss://:secret@cache:6380/0",
+            "GRIDLENS_PORT": "8080",
+            "GRIDLENS_CONSUMERS": "4",
+            "GRIDLENS_AUTH_READS": "1",
+            "GRIDLENS_MAX_READS_PER_SECOND": "1000",
+        }
+    )
+    assert settings.redis_url == "rediss://:secret@cache:6380/0"
+    assert (settings.port, settings.consumers, settings.auth_reads) == (8080, 4, True)
+    assert settings.caps.reads_per_second == 1000
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GRIDLENS_PORT", "http", "GRIDLENS_PORT='http' is not an integer"),
+        ("GRIDLENS_PORT", "70000", "GRIDLENS_PORT=70000 is outside 1..65535"),
+        ("GRIDLENS_CONSUMERS", "-1", "GRIDLENS_CONSUMERS=-1 is outside 0..64"),
+        ("GRIDLENS_AUTH_READS", "maybe", "GRIDLENS_AUTH_READS='maybe' is not a boolean"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL must be a postgres:// or postgresql:// URL"),
+        ("REDIS_URL", "http://x", "REDIS_URL must be a redis:// or rediss:// or unix:// URL"),
+        ("GRIDLENS_API_KEY", "short", "GRIDLENS_API_KEY is too short"),
+        ("GRIDLENS_REDIS_NAMESPACE", "a b", "GRIDLENS_REDIS_NAMESPACE='a b' must match"),
+    ],
+)
+def test_an_invalid_value_names_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({name: value})
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "GRIDLENS_MAX_READS_PER_SECOND",
+        "GRIDLENS_MAX_BATCH_SIZE",
+        "GRIDLENS_MAX_METERS",
+        "GRIDLENS_MAX_JOBS_PER_PUBLISH",
+        "GRIDLENS_MAX_QUEUE_DEPTH",
+    ],
+)
+def test_a_safety_cap_can_be_lowered_but_never_raised(name: str) -> None:
+    assert Settings.from_env({name: "10"}) is not None
+    with pytest.raises(SettingsError, match="may be lowered, never raised"):
+        Settings.from_env({name: "999999"})
+    with pytest.raises(SettingsError, match="outside"):
+        Settings.from_env({name: "0"})
+
+
+def test_redacted_urls_hide_only_the_password() -> None:
+    assert redact_url("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact_url("postgresql://app:pw@db/x") == "postgresql://app:***@db/x"
+    assert redact_url("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"
+
+
+def test_cli_reports_a_bad_setting_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gridlens.cli import main
+
+    monkeypatch.setenv("GRIDLENS_PORT", "nope")
+    assert main(["migrate"]) == 2
+    err = capsys.readouterr().err
+    assert err == "gridlens: invalid setting: GRIDLENS_PORT='nope' is not an integer\n"

@@ -1,0 +1,220 @@
+"""`make run` end to end, on embedded servers this test starts itself.
+
+Whatever servers the rest of the suite uses, these tests always run the embedded
+default in a data dir of their own, and the faults they cause (SIGKILL of a
+child, Ctrl-C) only touch processes they started.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+from gridlens.embedded import EmbeddedRedis
+from tests import http
+from tests.conftest import TEST_API_KEY
+
+pytestmark = pytest.mark.stack
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_WITHIN_S = 90.0
+STOPPED_WITHIN_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def stack_env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("DATABASE_URL", "REDIS_URL") and not name.startswith("GRIDLENS_")
+    }
+    env.update(
+        GRIDLENS_DATA_DIR=str(data_dir),
+        GRIDLENS_PORT=str(port),
+        GRIDLENS_CONSUMERS="1",
+        GRIDLENS_API_KEY=TEST_API_KEY,
+        GRIDLENS_SHUTDOWN_GRACE_S="5",
+    )
+    return env
+
+
+def processes_of(data_dir: Path) -> dict[int, str]:
+    """Every live process started for this data dir (they all inherit its variable)."""
+    marker = f"GRIDLENS_DATA_DIR={data_dir}".encode()
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if marker in environ and state != "Z":
+            found[int(entry.name)] = cmdline
+    return found
+
+
+class Stack:
+    def __init__(self, data_dir: Path, port: int, log: Path) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.log = log
+        with log.open("ab") as stderr:
+            self.process = subprocess.Popen(
+                ["make", "--no-print-directory", "-s", "run"],
+                cwd=ROOT,
+                env=stack_env(data_dir, port),
+                stdout=stderr,
+                stderr=stderr,
+                start_new_session=True,  # its own process group, as in a terminal
+            )
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < READY_WITHIN_S:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if http.request("GET", f"{self.base}/readyz")[0] == 200:
+                    return time.monotonic() - started
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"not ready within {READY_WITHIN_S} s")
+
+    def ctrl_c(self) -> None:
+        """SIGINT to the whole foreground process group, as a terminal's Ctrl-C."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        self.process.wait(STOPPED_WITHIN_S)
+        deadline = time.monotonic() + 10
+        while processes_of(self.data_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        for pid in processes_of(self.data_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def stacks(tmp_path: Path) -> Iterator[list[Stack]]:
+    started: list[Stack] = []
+    yield started
+    for stack in started:
+        stack.kill()
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    return f"postgresql://postgres@/gridlens?host={data_dir / 'postgres'}"
+
+
+def embedded_redis_client(data_dir: Path) -> redis.Redis:
+    conf = (data_dir / "redis" / "redis.conf").read_text().split()
+    port = int(conf[conf.index("port") + 1])
+    password = (data_dir / "redis" / "password").read_text().strip()
+    return redis.Redis(host="127.0.0.1", port=port, password=password)
+
+
+def test_make_run_serves_restarts_children_stops_cleanly_and_keeps_data(
+    tmp_path: Path, stacks: list[Stack]
+) -> None:
+    data_dir = tmp_path / "data"
+    port = free_port()
+    first = Stack(data_dir, port, tmp_path / "first.log")
+    stacks.append(first)
+    first.wait_ready()
+
+    status, body = http.request("POST", f"{first.base}/api/ami/publish-once", b'{"tenantId":"T"}')
+    assert (status, body["ok"]) == (401, False)
+    status, body = http.request(
+        "POST",
+        f"{first.base}/api/ami/publish-once",
+        b'{"tenantId":"T"}',
+        {"Authorization": "Bearer not-the-key-0123456789"},
+    )
+    assert (status, body) == (403, {"ok": False, "error": "wrong API key"})
+
+    with psycopg.connect(embedded_postgres_url(data_dir), autocommit=True) as conn:
+        conn.execute(
+            b"INSERT INTO meter_reads_electric (tenant_id, meter_id, feeder_id, read_at,"
+            b" interval_minutes, kwh, voltage)"
+            b" VALUES ('MARKER', 'MARKER-MTR-00001', 'FEEDER_1', '2026-01-01', 15, 1.5, 120)"
+        )
+    with embedded_redis_client(data_dir) as client:
+        client.set("{gridlens}:marker", b"kept")
+
+    consumers = [pid for pid, cmd in processes_of(data_dir).items() if "gridlens consume" in cmd]
+    assert len(consumers) == 1
+    os.kill(consumers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        restarted = [
+            pid for pid, cmd in processes_of(data_dir).items() if "gridlens consume" in cmd
+        ]
+        if restarted and restarted != consumers:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the killed consumer was not restarted")
+    assert '"action":"child_restart"' in (tmp_path / "first.log").read_text()
+
+    first.ctrl_c()
+    assert processes_of(data_dir) == {}, "Ctrl-C left processes of the stack running"
+
+    second = Stack(data_dir, port, tmp_path / "second.log")
+    stacks.append(second)
+    second.wait_ready()
+    with psycopg.connect(embedded_postgres_url(data_dir)) as conn:
+        row = conn.execute(b"SELECT kwh FROM meter_reads_electric WHERE tenant_id = 'MARKER'")
+        assert row.fetchall() == [(1.5,)]
+    with embedded_redis_client(data_dir) as client:
+        assert client.get("{gridlens}:marker") == b"kept"
+    second.ctrl_c()
+    assert processes_of(data_dir) == {}
+
+
+def test_up_with_a_wrong_redis_password_exits_with_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    server = EmbeddedRedis(tmp_path)  # its own Redis, with a password
+    good_url = server.start()
+    try:
+        wrong_url = good_url.replace("redis://:", "redis://:wrong-", 1)
+        env = stack_env(tmp_path / "data", free_port())
+        env.update(DATABASE_URL=database_url, REDIS_URL=wrong_url)
+        result = subprocess.run(
+            [sys.executable, "-m", "gridlens", "up"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 1
+    plain_lines = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert len(plain_lines) == 1, result.stderr
+    assert plain_lines[0].startswith("gridlens: Redis authentication failed at redis://:***@")
+    assert "wrong-" not in result.stderr  # the password is never printed
