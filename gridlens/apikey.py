@@ -27,7 +27,7 @@ def ensure_api_key(settings: Settings) -> str:
     key = secrets.token_urlsafe(32)
     # Written whole under a temporary name, then linked into place: two processes
     # starting at once agree on the first key linked, and none reads a half file.
-    temporary = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}")
+    temporary = path.with_name(f".{KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(key + "\n")

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 
 from gridlens.connections import postgres_pool, redis_client
-from gridlens.embedded import EmbeddedPostgres, EmbeddedRedis
+from gridlens.embedded import running_services
 from gridlens.migrate import migrate
 from gridlens.settings import Settings
 
@@ -32,26 +32,14 @@ TEST_API_KEY = "test-key-0123456789abcdef"
 class Servers:
     admin_database_url: str  # a database of the server we may create databases from
     redis_url: str
-    embedded: bool
 
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     database_url = os.environ.get("DATABASE_URL") or None
     redis_url = os.environ.get("REDIS_URL") or None
-    root = tmp_path_factory.mktemp("servers")
-    postgres = EmbeddedPostgres(root) if database_url is None else None
-    embedded_redis = EmbeddedRedis(root) if redis_url is None else None
-    try:
-        yield Servers(
-            admin_database_url=postgres.start() if postgres else str(database_url),
-            redis_url=embedded_redis.start() if embedded_redis else str(redis_url),
-            embedded=postgres is not None,
-        )
-    finally:
-        for server in (embedded_redis, postgres):
-            if server is not None:
-                server.stop()
+    with running_services(tmp_path_factory.mktemp("servers"), database_url, redis_url) as urls:
+        yield Servers(admin_database_url=urls.database_url, redis_url=urls.redis_url)
 
 
 def with_database(url: str, database: str) -> str:

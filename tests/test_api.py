@@ -144,3 +144,35 @@ async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None
     assert response.headers["Content-Type"].startswith("text/plain")
     text = await response.text()
     assert 'gridlens_api_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{not json", "request body is not valid JSON"),
+        (b"[1, 2]", "request body must be a JSON object, not list"),
+        (b"", "request body is empty"),
+    ],
+)
+async def test_a_malformed_body_is_400_json(
+    client: TestClient[Any, Any], body: bytes, error: str
+) -> None:
+    response = await client.post(
+        "/api/ami/publish-once", data=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status == 400
+    payload = await response.json()
+    assert payload["ok"] is False and payload["error"].startswith(error)
+
+
+async def test_an_unexpected_error_is_500_json_without_a_traceback(settings: Settings) -> None:
+    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("secret internals")
+
+    app.router.add_get("/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/broken")
+        assert response.status == 500
+        assert await response.json() == {"ok": False, "error": "internal error; see the API log"}
