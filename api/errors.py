@@ -6,9 +6,24 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
 from aiohttp import web
+from psycopg_pool import PoolTimeout
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.responses import json_response
+from gridlens.connections import describe_postgres_error, describe_redis_error
+
+# Redis or PostgreSQL unreachable: 503 naming it, never a 500.
+DEPENDENCY_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    psycopg.OperationalError,
+    PoolTimeout,
+    TimeoutError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,8 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         response: web.StreamResponse = await handler(request)
     except ApiError as error:
         return error_response(error)
+    except DEPENDENCY_ERRORS as error:
+        return error_response(_dependency_error(request, error))
     except web.HTTPException as error:
         if error.status < 400:
             raise
@@ -52,6 +69,18 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
         log.exception("unhandled error", extra={"action": "http_error", "path": request.path})
         return error_response(ApiError(500, "internal error; see the API log"))
     return response
+
+
+def _dependency_error(request: web.Request, error: Exception) -> ApiError:
+    from api.context import context
+
+    ctx = context(request)
+    if isinstance(error, RedisError):
+        message = describe_redis_error(error, ctx.redis_url)
+    else:
+        message = describe_postgres_error(error, ctx.database_url)
+    log.warning("dependency down", extra={"action": "dependency_down", "error": message})
+    return ApiError(503, message, headers={"Retry-After": "5"})
 
 
 def _http_message(error: web.HTTPException) -> str:

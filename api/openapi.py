@@ -64,7 +64,7 @@ PATHS: dict[str, Any] = {
 
 def document() -> dict[str, Any]:
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "GridLens AMI API",
             "version": __version__,

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
 
 import psycopg
 
 from gridlens import logs
+from gridlens.entry import TENANT_PATTERN
 from gridlens.migrate import MigrationError, migrate
 from gridlens.settings import Settings, SettingsError
 from gridlens.stack import StartupError, run_stack
@@ -24,7 +26,34 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply the pending migrations of sql/")
     commands.add_parser("api", help="run one API process")
     commands.add_parser("consume", help="run one consumer process")
+    report = commands.add_parser(
+        "fleet-report", help="statistics of a fleet's event-free reads, computed without publishing"
+    )
+    report.add_argument("--tenant", required=True, type=_tenant)
+    report.add_argument("--meters", type=_bounded(1, 1_000_000), default=10_000)
+    report.add_argument("--feeders", type=_bounded(1, 99), default=25)
+    report.add_argument("--days", type=_bounded(1, 366), default=7)
+    report.add_argument("--interval", type=int, choices=(5, 15, 30, 60), default=15)
+    report.add_argument(
+        "--start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD (default: D days ago)"
+    )
     return parser
+
+
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+def _tenant(text: str) -> str:
+    if not TENANT_PATTERN.match(text):
+        raise argparse.ArgumentTypeError(f"must match {TENANT_PATTERN.pattern}")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, process=args.command)
     try:
-        return _run(args.command, settings)
+        return _run(args.command, args, settings)
     except KeyboardInterrupt:
         return 130
     except (StartupError, MigrationError, TimeoutError, psycopg.OperationalError) as error:
@@ -45,12 +74,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _run(command: str, settings: Settings) -> int:
+def _fleet_report(args: argparse.Namespace) -> int:
+    from producer.report import fleet_stats, format_report
+
+    start = args.start or datetime.now(UTC).date() - timedelta(days=args.days)
+    stats = fleet_stats(
+        args.tenant,
+        args.meters,
+        args.feeders,
+        args.days,
+        start=start,
+        interval_minutes=args.interval,
+    )
+    print(format_report(stats))
+    return 0
+
+
+def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     from gridlens.embedded import running_services
     from gridlens.supervisor import die_with_supervisor
 
     if command == "up":
         return run_stack(settings)
+    if command == "fleet-report":
+        return _fleet_report(args)
     die_with_supervisor()
     with running_services(settings.data_dir, settings.database_url, settings.redis_url) as urls:
         if command == "migrate":

@@ -44,7 +44,7 @@ def postgres_pool(
         max_size=max_size,
         kwargs={"options": options, "application_name": name, "connect_timeout": 5},
         open=False,
-        timeout=CHECK_TIMEOUT_S * 2,
+        timeout=CHECK_TIMEOUT_S,
         name=name,
     )
 

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 
 from gridlens.settings import HARD_MAX_BATCH_SIZE
@@ -60,9 +61,9 @@ class ReadBatch:
     feeder_id: str
     read_at: datetime  # UTC, on an interval boundary
     interval_minutes: int
-    meter_numbers: Sequence[int]
-    kwh: Sequence[float]
-    voltage: Sequence[float]
+    meter_numbers: Sequence[int] | npt.NDArray[np.int64]
+    kwh: Sequence[float] | npt.NDArray[np.float64]
+    voltage: Sequence[float] | npt.NDArray[np.float64]
 
     def meter_ids(self) -> list[str]:
         tenant = self.tenant_id

@@ -31,3 +31,25 @@ SELECT version, checksum FROM public.schema_migrations ORDER BY version
 
 -- name: migrations_record
 INSERT INTO public.schema_migrations (version, checksum) VALUES (%(version)s, %(checksum)s)
+
+-- name: insert_event
+INSERT INTO public.ami_events (tenant_id, event_type, feeder_id, starts_at, ends_at, fraction, params)
+VALUES (%(tenant_id)s, %(event_type)s, %(feeder_id)s, %(starts_at)s, %(ends_at)s, %(fraction)s,
+        %(params)s)
+RETURNING event_id
+
+-- name: list_events
+SELECT event_id, tenant_id, event_type, feeder_id, starts_at, ends_at, fraction, params
+FROM public.ami_events
+WHERE tenant_id = %(tenant_id)s
+ORDER BY event_id
+
+-- name: active_events
+-- The events in force at one read time (the producer reads them at every publish).
+SELECT event_id, tenant_id, event_type, feeder_id, starts_at, ends_at, fraction, params
+FROM public.ami_events
+WHERE tenant_id = %(tenant_id)s AND starts_at <= %(read_at)s AND ends_at > %(read_at)s
+ORDER BY event_id
+
+-- name: delete_event
+DELETE FROM public.ami_events WHERE event_id = %(event_id)s RETURNING event_id

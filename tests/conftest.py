@@ -7,6 +7,7 @@ namespace per test (its keys deleted afterwards).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +27,16 @@ from gridlens.migrate import migrate
 from gridlens.settings import Settings
 
 TEST_API_KEY = "test-key-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """Tests that run the CLI's main() configure logging; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @dataclass(frozen=True)

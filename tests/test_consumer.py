@@ -98,6 +98,7 @@ async def test_a_redelivered_batch_inserts_nothing_and_changes_no_row(
     await run_until_drained(settings, redis, pool)
     before = await rows(pool, tenant)
     await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 4))})
+    caplog.clear()
     with caplog.at_level(logging.INFO, logger="consumer.worker"):
         await run_until_drained(settings, redis, pool)
     assert await rows(pool, tenant) == before

@@ -1,0 +1,66 @@
+"""One job's reads: the meters of one feeder at one interval, events applied."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import numpy as np
+
+from gridlens.entry import ReadBatch
+from producer.events import Event, EventType, apply_theft, members
+from producer.fleet import epoch_minutes, feeder_id
+from producer.model import honest_kwh, honest_voltage, load_ratio, meter_traits
+from producer.randomness import text_seed
+
+KWH_DECIMALS = 4  # 0.1 Wh, finer than a meter's register
+VOLTAGE_DECIMALS = 1
+
+
+def generate_batch(
+    *,
+    publish_id: str,
+    tenant_id: str,
+    feeder: int,
+    meter_numbers: np.ndarray,
+    read_at: datetime,
+    interval_minutes: int,
+    events: Iterable[Event] = (),
+) -> ReadBatch:
+    """The reads of ``meter_numbers`` (all on ``feeder``) for the interval ending at read_at.
+
+    Meters in a comms outage have no read: the batch may hold fewer meters than
+    asked, or none.
+    """
+    seed = text_seed(tenant_id)
+    feeder_name = feeder_id(feeder)
+    minutes = epoch_minutes(read_at)
+    meters = np.asarray(meter_numbers, dtype=np.int64)
+    ratio = load_ratio(meter_traits(seed, meters), minutes, interval_minutes)
+    kwh = honest_kwh(seed, meters, minutes, interval_minutes, ratio)
+    voltage = honest_voltage(seed, meters, feeder, minutes, ratio)
+    reporting = np.ones(len(meters), dtype=bool)
+    for event in sorted(events, key=lambda event: event.event_id):
+        if not event.applies(feeder_name, read_at):
+            continue
+        affected = members(seed, event, meters)
+        if not affected.any():
+            continue
+        if event.event_type is EventType.THEFT:
+            kwh[affected] = apply_theft(
+                seed, event, meters[affected], minutes, interval_minutes, kwh[affected]
+            )
+        elif event.event_type is EventType.VOLTAGE_SAG:
+            voltage[affected] *= 1.0 - float(event.params["depthPct"]) / 100.0
+        else:
+            reporting &= ~affected
+    return ReadBatch(
+        publish_id=publish_id,
+        tenant_id=tenant_id,
+        feeder_id=feeder_name,
+        read_at=read_at,
+        interval_minutes=interval_minutes,
+        meter_numbers=meters[reporting],
+        kwh=np.round(kwh[reporting], KWH_DECIMALS),
+        voltage=np.round(voltage[reporting], VOLTAGE_DECIMALS),
+    )

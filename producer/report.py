@@ -1,0 +1,119 @@
+"""Fleet statistics without publishing: what an analyst should expect of the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from producer.fleet import epoch_minutes, feeder_of
+from producer.model import MINUTES_PER_DAY, honest_kwh, honest_voltage, load_ratio, meter_traits
+from producer.randomness import text_seed
+
+RANGE_A = (114.0, 126.0)  # ANSI C84.1 service voltage at 120 V nominal
+RANGE_B = (110.0, 127.0)
+VOLTAGE_PERCENTILES = (0.1, 1.0, 50.0, 99.0, 99.9)
+
+
+@dataclass(frozen=True)
+class FleetStats:
+    tenant_id: str
+    meters: int
+    feeders: int
+    days: int
+    start: date
+    interval_minutes: int
+    daily_kwh_mean: float
+    daily_kwh_std: float
+    daily_kwh_p10: float
+    daily_kwh_p90: float
+    hourly_kwh: tuple[float, ...]  # mean kWh per meter in each UTC hour of the day
+    voltage_percentiles: tuple[float, ...]
+    voltage_min: float
+    voltage_max: float
+    share_range_a: float
+    share_range_b: float
+
+    @property
+    def peak_to_trough(self) -> float:
+        return max(self.hourly_kwh) / self.hourly_kwh[3]
+
+
+def fleet_stats(
+    tenant_id: str,
+    meters: int,
+    feeders: int,
+    days: int,
+    *,
+    start: date,
+    interval_minutes: int = 15,
+) -> FleetStats:
+    """Event-free statistics of meters 1..``meters`` over ``days`` days from ``start``."""
+    seed = text_seed(tenant_id)
+    numbers = np.arange(1, meters + 1, dtype=np.int64)[:, None]
+    feeder_numbers = feeder_of(numbers, feeders)
+    traits = meter_traits(seed, numbers)
+    per_day = MINUTES_PER_DAY // interval_minutes
+    daily = np.empty((meters, days))
+    hourly = np.zeros(24)
+    voltages = np.empty((meters, days * per_day), dtype=np.float32)
+    for day in range(days):
+        midnight = epoch_minutes(
+            datetime.combine(start + timedelta(days=day), datetime.min.time(), UTC)
+        )
+        minutes = midnight + interval_minutes * np.arange(1, per_day + 1)[None, :]
+        ratio = load_ratio(traits, minutes, interval_minutes)
+        kwh = honest_kwh(seed, numbers, minutes, interval_minutes, ratio)
+        daily[:, day] = kwh.sum(axis=1)
+        hourly += kwh.mean(axis=0).reshape(24, -1).sum(axis=1)
+        columns = slice(day * per_day, (day + 1) * per_day)
+        voltages[:, columns] = honest_voltage(seed, numbers, feeder_numbers, minutes, ratio)
+    flat = voltages.ravel()
+    return FleetStats(
+        tenant_id=tenant_id,
+        meters=meters,
+        feeders=feeders,
+        days=days,
+        start=start,
+        interval_minutes=interval_minutes,
+        daily_kwh_mean=float(daily.mean()),
+        daily_kwh_std=float(daily.std()),
+        daily_kwh_p10=float(np.percentile(daily, 10)),
+        daily_kwh_p90=float(np.percentile(daily, 90)),
+        hourly_kwh=tuple(float(value) for value in hourly / days),
+        voltage_percentiles=tuple(float(v) for v in np.percentile(flat, VOLTAGE_PERCENTILES)),
+        voltage_min=float(flat.min()),
+        voltage_max=float(flat.max()),
+        share_range_a=float(((flat >= RANGE_A[0]) & (flat <= RANGE_A[1])).mean()),
+        share_range_b=float(((flat >= RANGE_B[0]) & (flat <= RANGE_B[1])).mean()),
+    )
+
+
+def format_report(stats: FleetStats) -> str:
+    lines = [
+        f"fleet {stats.tenant_id}: {stats.meters:,} meters on {stats.feeders} feeders, "
+        f"{stats.days} days from {stats.start.isoformat()}, {stats.interval_minutes}-minute reads"
+        " (no events)",
+        "",
+        "daily energy per meter        kWh",
+        f"  mean                   {stats.daily_kwh_mean:8.2f}   (EIA 2020 US average: 29.36)",
+        f"  standard deviation     {stats.daily_kwh_std:8.2f}",
+        f"  10th / 90th percentile {stats.daily_kwh_p10:8.2f} / {stats.daily_kwh_p90:.2f}",
+        "",
+        "average hour (UTC)   kWh per meter",
+    ]
+    peak = max(stats.hourly_kwh)
+    for hour, kwh in enumerate(stats.hourly_kwh):
+        bar = "#" * round(30 * kwh / peak)
+        lines.append(f"  {hour:02d}:00   {kwh:7.3f}  {bar}")
+    lines.append(f"  evening peak / 03:00 trough: {stats.peak_to_trough:.2f}x")
+    lines += ["", "voltage                        V"]
+    for percentile, volts in zip(VOLTAGE_PERCENTILES, stats.voltage_percentiles, strict=True):
+        lines.append(f"  p{percentile:<5g}                {volts:8.1f}")
+    lines += [
+        f"  min / max             {stats.voltage_min:8.1f} / {stats.voltage_max:.1f}",
+        f"  inside ANSI Range A (114–126 V): {100 * stats.share_range_a:.3f}%",
+        f"  inside ANSI Range B (110–127 V): {100 * stats.share_range_b:.3f}%",
+    ]
+    return "\n".join(lines)
