@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,6 +14,9 @@ from psycopg_pool import AsyncConnectionPool
 from gridlens.connections import postgres_pool, redis_client
 from gridlens.keys import Keys
 from gridlens.settings import Settings
+from producer.publisher import Publisher
+
+PUBLISH_DRAIN_S = 60.0  # at shutdown, publishes in progress finish within this
 
 
 @dataclass
@@ -23,6 +27,10 @@ class ApiContext:
     pool: AsyncConnectionPool[Any]
     database_url: str
     redis_url: str
+    publisher: Publisher
+    # Publishes run as tasks of their own: a client that disconnects does not stop one,
+    # and shutdown waits for them.
+    publishes: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("gridlens", ApiContext)
@@ -45,15 +53,20 @@ def connections(settings: Settings, database_url: str, redis_url: str) -> Any:
         )
         await pool.open(wait=False)
         client = redis_client(redis_url)
-        app[CONTEXT] = ApiContext(
+        keys = Keys(settings.redis_namespace)
+        ctx = ApiContext(
             settings=settings,
-            keys=Keys(settings.redis_namespace),
+            keys=keys,
             redis=client,
             pool=pool,
             database_url=database_url,
             redis_url=redis_url,
+            publisher=Publisher(client, keys, settings.caps),
         )
+        app[CONTEXT] = ctx
         yield
+        if ctx.publishes:
+            await asyncio.wait(ctx.publishes, timeout=PUBLISH_DRAIN_S)
         await client.aclose()
         await pool.close()
 

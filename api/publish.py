@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from aiohttp import web
 
 from api.body import json_object
+from api.context import ApiContext, context
 from api.errors import ApiError
 from api.openapi import PATHS, error_response
+from api.responses import json_response
+from gridlens.entry import TENANT_PATTERN
+from producer import metrics
+from producer.event_store import active_events
+from producer.planner import Plan
+from producer.publisher import Backpressure, Published, PublishFailed
+from producer.request import PublishRequest, RequestError, parse_publish_request
 
 routes = web.RouteTableDef()
+
+RETRY_AFTER_S = 5  # what a refused client is told to wait
 
 PATHS["/api/ami/publish-once"] = {
     "post": {
@@ -23,17 +36,36 @@ PATHS["/api/ami/publish-once"] = {
                         "additionalProperties": False,
                         "required": ["tenantId"],
                         "properties": {
-                            "tenantId": {"type": "string", "pattern": "^[A-Za-z0-9_]{1,64}$"},
+                            "tenantId": {"type": "string", "pattern": TENANT_PATTERN.pattern},
                             "intervalMinutes": {
                                 "type": "integer",
                                 "enum": [5, 15, 30, 60],
                                 "default": 15,
                             },
-                            "batchSize": {"type": "integer", "minimum": 1, "default": 500},
-                            "meterCount": {"type": "integer", "minimum": 1, "default": 500},
-                            "feederCount": {"type": "integer", "minimum": 1, "default": 25},
+                            "batchSize": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "default": 500,
+                                "description": "clamped to 500",
+                            },
+                            "meterCount": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "default": 500,
+                                "description": "clamped to 25,000",
+                            },
+                            "feederCount": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "default": 25,
+                                "description": "clamped to 10..40",
+                            },
                             "dryRun": {"type": "boolean", "default": False},
-                            "readAt": {"type": "string", "format": "date-time"},
+                            "readAt": {
+                                "type": "string",
+                                "format": "date-time",
+                                "description": "aligned down to the interval",
+                            },
                         },
                     }
                 }
@@ -45,8 +77,8 @@ PATHS["/api/ami/publish-once"] = {
             "401": error_response("no API key"),
             "403": error_response("wrong API key"),
             "413": error_response("body over 64 KiB"),
-            "429": error_response("backpressure: queue too deep"),
-            "503": error_response("Redis or PostgreSQL unreachable"),
+            "429": error_response("backpressure: queue too deep; nothing enqueued"),
+            "503": error_response("Redis or PostgreSQL unreachable, or Redis failed part-way"),
         },
     }
 }
@@ -54,5 +86,113 @@ PATHS["/api/ami/publish-once"] = {
 
 @routes.post("/api/ami/publish-once")
 async def publish_once(request: web.Request) -> web.Response:
-    await json_object(request)
-    raise ApiError(501, "publish-once is not implemented yet")
+    ctx = context(request)
+    try:
+        body = await json_object(request)
+        publish_request = parse_publish_request(body, ctx.settings.caps)
+    except (ApiError, web.HTTPRequestEntityTooLarge):
+        metrics.PUBLISHES.labels("rejected").inc()
+        raise
+    except RequestError as error:
+        metrics.PUBLISHES.labels("rejected").inc()
+        raise ApiError(400, str(error)) from None
+    if publish_request.dry_run:
+        return json_response(await _dry_run(ctx, publish_request))
+    # Its own task, shielded: a client that goes away does not stop a started publish.
+    task = asyncio.create_task(_publish(ctx, publish_request))
+    ctx.publishes.add(task)
+    task.add_done_callback(ctx.publishes.discard)
+    return json_response(await asyncio.shield(task))
+
+
+async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
+    plan = await ctx.publisher.plan(publish_request)
+    state = await ctx.publisher.queue_state()
+    rate = ctx.settings.caps.reads_per_second
+    metrics.PUBLISHES.labels("dry_run").inc()
+    return {
+        "ok": True,
+        "dryRun": True,
+        **_parameters(plan),
+        "computedMeters": plan.meters,
+        "computedFeederCount": publish_request.feeder_count,
+        "computedBatches": plan.jobs,
+        "estimatedJobs": plan.jobs,
+        # Publishes in progress share the rate cap: their reads go first.
+        "estimatedRuntimeSeconds": round((state.delayed_reads + plan.meters) / rate, 1),
+        "queue": {"waiting": state.waiting, "delayed": state.delayed},
+        "safetyWarnings": _warnings(plan),
+    }
+
+
+async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
+    events = await active_events(ctx.pool, publish_request.tenant_id, publish_request.read_at)
+    try:
+        with metrics.PUBLISH_SECONDS.time():
+            published = await ctx.publisher.publish(publish_request, events)
+    except Backpressure as refused:
+        metrics.PUBLISHES.labels("refused").inc()
+        raise ApiError(
+            429,
+            "Backpressure: queue too deep",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            waiting=refused.waiting,
+            delayed=refused.delayed,
+        ) from None
+    except PublishFailed as failed:
+        metrics.PUBLISHES.labels("failed").inc()
+        raise ApiError(
+            503,
+            f"Redis failed part-way through the publish: {failed.jobs} of {failed.plan.jobs} "
+            f"jobs ({failed.reads} reads) were enqueued; publishing the same readAt again is "
+            f"harmless ({failed.error})",
+            enqueuedJobs=failed.jobs,
+            enqueuedReads=failed.reads,
+            plannedJobs=failed.plan.jobs,
+            readAt=_iso(failed.plan.request),
+        ) from None
+    metrics.PUBLISHES.labels("ok").inc()
+    return _result(published)
+
+
+def _result(published: Published) -> dict[str, Any]:
+    plan = published.plan
+    return {
+        "ok": True,
+        "dryRun": False,
+        "publishId": published.publish_id,
+        **_parameters(plan),
+        "meters": plan.meters,
+        "jobs": published.jobs,
+        "reads": published.reads,
+        "skippedReads": published.skipped_reads,
+        "elapsedSeconds": round(published.elapsed_s, 3),
+        "readsPerSecond": round(published.reads / published.elapsed_s, 1)
+        if published.elapsed_s > 0
+        else None,
+        "safetyWarnings": _warnings(plan),
+    }
+
+
+def _parameters(plan: Plan) -> dict[str, Any]:
+    request = plan.request
+    return {
+        "tenantId": request.tenant_id,
+        "readAt": _iso(request),
+        "intervalMinutes": request.interval_minutes,
+        "batchSize": request.batch_size,
+        "meterCount": request.meter_count,
+        "feederCount": request.feeder_count,
+        "meterRange": {"first": plan.first_meter, "last": plan.last_meter},
+        "nextCursor": plan.next_cursor,
+        "cyclesToCoverFleet": plan.cycles,
+    }
+
+
+def _warnings(plan: Plan) -> list[str]:
+    truncation = plan.truncation_warning()
+    return [*plan.request.warnings, *([truncation] if truncation else [])]
+
+
+def _iso(request: PublishRequest) -> str:
+    return request.read_at.isoformat().replace("+00:00", "Z")

@@ -29,3 +29,22 @@ class Keys:
     def dead_letters(self) -> str:
         """Entries that could not be ingested, each with its error."""
         return f"{self._tag}:ami:dead"
+
+    @property
+    def reservations(self) -> str:
+        """Jobs accepted by publishes in progress, not yet written: "delayed"."""
+        return f"{self._tag}:ami:reservations"
+
+    @property
+    def rate_log(self) -> str:
+        """Reads enqueued in the last second, by server time: the shared rate limiter."""
+        return f"{self._tag}:ami:rate"
+
+    @property
+    def rate_next(self) -> str:
+        """Server time (µs) before which no further job may be enqueued (even pacing)."""
+        return f"{self._tag}:ami:rate:next"
+
+    def cursor(self, tenant_id: str) -> str:
+        """The first meter of the tenant's next publish, after a truncated one."""
+        return f"{self._tag}:ami:cursor:{tenant_id}"

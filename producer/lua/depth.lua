@@ -1,0 +1,31 @@
+-- Shared by the scripts that need the queue's depth (prepended to them when loaded).
+--
+-- waiting: entries in the stream not yet delivered to the group. Acknowledged entries
+-- are deleted, so the stream holds exactly the waiting and the pending ones (no XINFO
+-- "lag" needed, which Redis 6.2 lacks).
+-- delayed: jobs reserved by publishes in progress whose lease is live, and their reads.
+local function queue_depth(stream, reservations, group, now, drop_expired)
+  local waiting = redis.call('XLEN', stream)
+  local summary = redis.pcall('XPENDING', stream, group)
+  if type(summary) == 'table' and summary.err == nil then
+    waiting = waiting - tonumber(summary[1])
+  end
+  if waiting < 0 then waiting = 0 end
+  local delayed, delayed_reads = 0, 0
+  local entries = redis.call('HGETALL', reservations)
+  for i = 1, #entries, 2 do
+    local jobs, reads, expires = string.match(entries[i + 1], '^(%d+):(%d+):(%d+)$')
+    if tonumber(expires) < now then
+      if drop_expired then redis.call('HDEL', reservations, entries[i]) end
+    else
+      delayed = delayed + tonumber(jobs)
+      delayed_reads = delayed_reads + tonumber(reads)
+    end
+  end
+  return waiting, delayed, delayed_reads
+end
+
+local function server_time_us()
+  local clock = redis.call('TIME')
+  return tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+end

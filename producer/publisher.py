@@ -1,0 +1,221 @@
+"""The paced publisher: admission, then one job at a time under the shared rate limit.
+
+Every limit is enforced in Redis, by the Redis server's clock, so it holds across
+any number of API processes:
+
+* admission (``lua/reserve.lua``): waiting + delayed above the depth cap refuses
+  the publish; otherwise its jobs are reserved (they count as "delayed" until
+  written) and the tenant's cursor is claimed, in one atomic step;
+* each job (``lua/enqueue.lua``): written only when the reads enqueued in the last
+  second, plus its own, stay within the rate cap, and at least n/cap seconds after
+  the previous job of n reads; the check and the XADD are one atomic step.
+
+Each batch is generated just before it is written, so a publish holds one batch
+in memory whatever its size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Final
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from gridlens.entry import ENTRY_FIELD, encode
+from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.settings import Caps
+from producer import metrics
+from producer.batch import generate_batch
+from producer.events import Event
+from producer.planner import Plan, plan_publish
+from producer.request import PublishRequest
+
+log = logging.getLogger(__name__)
+
+LEASE_US: Final = 30_000_000  # a reservation not refreshed for this long is dropped
+WINDOW_US: Final = 1_001_000  # 1 s and 1 ms: entry ids (ms) never see more than the cap
+MAX_WAIT_S: Final = 1.1  # longest single sleep while paced
+CURSOR_RETRIES: Final = 5
+
+
+class Backpressure(Exception):
+    """The queue is too deep: the publish was refused and nothing was enqueued."""
+
+    def __init__(self, waiting: int, delayed: int) -> None:
+        super().__init__(f"waiting {waiting} + delayed {delayed}")
+        self.waiting = waiting
+        self.delayed = delayed
+
+
+class PublishFailed(Exception):
+    """Redis failed part-way: ``jobs`` of ``planned_jobs`` went out."""
+
+    def __init__(self, error: RedisError, jobs: int, reads: int, plan: Plan) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.jobs = jobs
+        self.reads = reads
+        self.plan = plan
+
+
+@dataclass(frozen=True)
+class QueueState:
+    waiting: int  # entries in the stream not yet delivered to a consumer
+    delayed: int  # jobs reserved by publishes in progress, not yet written
+    delayed_reads: int
+
+
+@dataclass(frozen=True)
+class Published:
+    plan: Plan
+    publish_id: str
+    jobs: int
+    reads: int  # rows enqueued (after comms-outage skips)
+    skipped_reads: int  # meters in a comms outage: no row
+    elapsed_s: float
+
+
+def _script(client: aioredis.Redis, name: str) -> AsyncScript:
+    """A script of lua/, with the shared functions of lua/depth.lua before it."""
+    folder = resources.files("producer").joinpath("lua")
+    source = folder.joinpath("depth.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
+    return client.register_script(source)
+
+
+class Publisher:
+    def __init__(self, client: aioredis.Redis, keys: Keys, caps: Caps) -> None:
+        self.client = client
+        self.keys = keys
+        self.caps = caps
+        self._reserve = _script(client, "reserve")
+        self._enqueue = _script(client, "enqueue")
+        self._release = _script(client, "release")
+        self._queue_state = _script(client, "queue_state")
+
+    async def queue_state(self) -> QueueState:
+        waiting, delayed, delayed_reads = await self._queue_state(
+            keys=[self.keys.stream, self.keys.reservations], args=[CONSUMER_GROUP]
+        )
+        return QueueState(int(waiting), int(delayed), int(delayed_reads))
+
+    async def plan(self, request: PublishRequest) -> Plan:
+        """The plan a publish would follow now (the tenant's cursor as it stands)."""
+        cursor = await self.client.get(self.keys.cursor(request.tenant_id))
+        return plan_publish(request, self.caps.jobs_per_publish, int(cursor or 1))
+
+    async def publish(self, request: PublishRequest, events: list[Event]) -> Published:
+        """Admit the publish and enqueue every job of its plan, paced."""
+        publish_id = uuid.uuid4().hex[:16]
+        started = time.monotonic()
+        plan, cursor_before = await self._admit(request, publish_id)
+        jobs = reads = skipped = 0
+        try:
+            for feeder, meters in plan.job_meters():
+                batch = generate_batch(
+                    publish_id=publish_id,
+                    tenant_id=request.tenant_id,
+                    feeder=feeder,
+                    meter_numbers=meters,
+                    read_at=request.read_at,
+                    interval_minutes=request.interval_minutes,
+                    events=events,
+                )
+                skipped += len(meters) - len(batch)
+                if len(batch) == 0:
+                    continue  # every meter of the job is in a comms outage
+                await self._enqueue_paced(encode(batch), len(batch), len(meters), publish_id)
+                jobs += 1
+                reads += len(batch)
+                metrics.JOBS_ENQUEUED.inc()
+                metrics.READS_ENQUEUED.inc(len(batch))
+        except RedisError as error:
+            await self._give_back(publish_id, request.tenant_id, plan, cursor_before)
+            log.error(
+                "publish failed part-way",
+                extra={
+                    "action": "publish_failed",
+                    "publishId": publish_id,
+                    "jobs": jobs,
+                    "plannedJobs": plan.jobs,
+                    "reads": reads,
+                    "error": str(error),
+                },
+            )
+            raise PublishFailed(error, jobs, reads, plan) from error
+        await self._release(
+            keys=[self.keys.reservations, self.keys.cursor(request.tenant_id)],
+            args=[publish_id, "", ""],
+        )
+        return Published(plan, publish_id, jobs, reads, skipped, time.monotonic() - started)
+
+    async def _admit(self, request: PublishRequest, publish_id: str) -> tuple[Plan, str]:
+        cursor_key = self.keys.cursor(request.tenant_id)
+        cursor = await self.client.get(cursor_key)
+        for _ in range(CURSOR_RETRIES):
+            raw = cursor.decode() if isinstance(cursor, bytes) else (cursor or "")
+            plan = plan_publish(request, self.caps.jobs_per_publish, int(raw or 1))
+            outcome = await self._reserve(
+                keys=[self.keys.stream, self.keys.reservations, cursor_key],
+                args=[
+                    CONSUMER_GROUP,
+                    publish_id,
+                    plan.jobs,
+                    plan.meters,
+                    self.caps.queue_depth,
+                    LEASE_US,
+                    raw,
+                    plan.next_cursor,
+                ],
+            )
+            if int(outcome[0]) == 1:
+                metrics.RESERVED_JOBS.set(int(outcome[2]) + plan.jobs)
+                return plan, raw
+            if int(outcome[0]) == 0:
+                raise Backpressure(waiting=int(outcome[1]), delayed=int(outcome[2]))
+            cursor = outcome[1]  # another publish of this tenant moved it: plan again
+        raise RedisError("the tenant's cursor kept moving; too many concurrent publishes")
+
+    async def _enqueue_paced(
+        self, entry: bytes, reads: int, reserved: int, publish_id: str
+    ) -> None:
+        while True:
+            outcome: Any = await self._enqueue(
+                keys=[
+                    self.keys.stream,
+                    self.keys.rate_log,
+                    self.keys.rate_next,
+                    self.keys.reservations,
+                ],
+                args=[
+                    ENTRY_FIELD,
+                    entry,
+                    reads,
+                    self.caps.reads_per_second,
+                    WINDOW_US,
+                    publish_id,
+                    reserved,
+                    LEASE_US,
+                ],
+            )
+            if int(outcome[0]) == 1:
+                return
+            await asyncio.sleep(min(int(outcome[1]) / 1e6, MAX_WAIT_S))
+
+    async def _give_back(
+        self, publish_id: str, tenant_id: str, plan: Plan, cursor_before: str
+    ) -> None:
+        """Best effort after a failure: drop the reservation and return the cursor."""
+        # If Redis is down this fails too; the reservation's lease then expires on its own.
+        with contextlib.suppress(RedisError):
+            await self._release(
+                keys=[self.keys.reservations, self.keys.cursor(tenant_id)],
+                args=[publish_id, plan.next_cursor, cursor_before],
+            )
