@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -13,6 +14,7 @@ from typing import Any
 import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
+from redis.exceptions import RedisError
 
 from consumer import metrics
 from consumer.ingest import insert_batch
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 READ_BLOCK_MS = 1_000  # how long one XREADGROUP waits for new entries
 RETRY_BASE_S = 0.2  # first back-off after a transient database error
 RETRY_CAP_S = 10.0  # longest back-off
+HEARTBEAT_S = 2.0  # how often a consumer says it is alive
+INGEST_RATE_KEEP_S = 120  # per-second ingest counters live this long
 
 
 def consumer_name() -> str:
@@ -54,6 +58,7 @@ class Consumer:
         """Consume until ``stop`` is set, then finish what is in flight."""
         await ensure_group(self.client, self.keys)
         metrics.IN_FLIGHT_LIMIT.set(self.in_flight_limit)
+        heartbeat = asyncio.create_task(self._heartbeat())
         log.info("consumer started", extra={"action": "consumer_start", "consumer": self.name})
         cursor = "0"  # first this consumer's own pending entries, then new ones (">")
         while not stop.is_set():
@@ -71,6 +76,19 @@ class Consumer:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
         await self._drain()
+        heartbeat.cancel()
+        await self.client.hdel(self.keys.consumers, self.name)
+
+    async def _heartbeat(self) -> None:
+        """Tell the status endpoint this consumer is alive, and its in-flight limit."""
+        while True:
+            with contextlib.suppress(RedisError):
+                await self.client.hset(
+                    self.keys.consumers,
+                    self.name,
+                    f"{self.in_flight_limit}:{int(time.time() * 1000)}",
+                )
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def _read(self, cursor: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
         reply: Any = await self.client.xreadgroup(
@@ -116,7 +134,7 @@ class Consumer:
         if inserted is None:
             return  # stopping: the entry stays pending and is redelivered later
         # The acknowledgement must not be lost to a cancellation once the rows are committed.
-        await asyncio.shield(self._acknowledge(entry_id))
+        await asyncio.shield(self._acknowledge(entry_id, inserted))
         await self._log_job(entry_id, batch, inserted, started)
 
     async def _insert_with_retry(self, batch: ReadBatch, stop: asyncio.Event) -> int | None:
@@ -141,10 +159,15 @@ class Consumer:
                     return None
                 await asyncio.sleep(delay)
 
-    async def _acknowledge(self, entry_id: str) -> None:
+    async def _acknowledge(self, entry_id: str, inserted: int = 0) -> None:
+        """Acknowledge and delete the entry; count it, and its reads for the ingest rate."""
+        second = self.keys.ingested_second(int(time.time()))
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.xack(self.keys.stream, CONSUMER_GROUP, entry_id)
             pipe.xdel(self.keys.stream, entry_id)
+            pipe.incr(self.keys.completed)
+            pipe.incrby(second, inserted)
+            pipe.expire(second, INGEST_RATE_KEEP_S)
             await pipe.execute()
 
     async def _dead_letter(self, entry_id: str, raw: bytes, error: str) -> None:

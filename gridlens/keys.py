@@ -48,3 +48,17 @@ class Keys:
     def cursor(self, tenant_id: str) -> str:
         """The first meter of the tenant's next publish, after a truncated one."""
         return f"{self._tag}:ami:cursor:{tenant_id}"
+
+    @property
+    def completed(self) -> str:
+        """Count of jobs acknowledged (their entries are deleted from the stream)."""
+        return f"{self._tag}:ami:completed"
+
+    def ingested_second(self, unix_second: int) -> str:
+        """Reads inserted during one second (server time), kept for two minutes."""
+        return f"{self._tag}:ami:ingested:{unix_second}"
+
+    @property
+    def consumers(self) -> str:
+        """Heartbeats of live consumer processes: name -> "in-flight limit:unix ms"."""
+        return f"{self._tag}:ami:consumers"

@@ -53,3 +53,8 @@ ORDER BY event_id
 
 -- name: delete_event
 DELETE FROM public.ami_events WHERE event_id = %(event_id)s RETURNING event_id
+
+-- name: tenant_status
+SELECT COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at)
+FROM public.meter_reads_electric
+WHERE tenant_id = %(tenant_id)s

@@ -1,0 +1,101 @@
+"""GET /api/ami/scale/status (SPEC §6): what arrived, and how the queue is doing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+
+from api.context import ApiContext, context
+from api.events import tenant_parameter
+from api.openapi import PATHS, error_response, ok_response
+from api.responses import json_response
+from gridlens.queue import queue_depth
+from gridlens.sqlfiles import query
+
+routes = web.RouteTableDef()
+
+CONSUMER_ALIVE_S = 10.0  # a consumer's heartbeat is at most this old
+RATE_WINDOW_S = 10  # the ingest rate is averaged over the last full seconds
+
+PATHS["/api/ami/scale/status"] = {
+    "get": {
+        "summary": "Reads stored for the tenant, queue depth, consumers and ingest rate",
+        "parameters": [
+            {"name": "tenantId", "in": "query", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "200": ok_response("status"),
+            "400": error_response("tenantId missing or invalid"),
+            "503": error_response("Redis or PostgreSQL unreachable"),
+        },
+    }
+}
+
+
+@routes.get("/api/ami/scale/status")
+async def scale_status(request: web.Request) -> web.Response:
+    tenant_id = tenant_parameter(request)
+    ctx = context(request)
+    stored, queue, consumers, rate = await asyncio.gather(
+        _stored(ctx, tenant_id), _queue(ctx), _consumers(ctx), _ingest_rate(ctx)
+    )
+    return json_response(
+        {
+            "ok": True,
+            "tenantId": tenant_id,
+            **stored,
+            "queue": queue,
+            **consumers,
+            "ingestRateReadsPerSecond": rate,
+        }
+    )
+
+
+async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
+    async with ctx.pool.connection() as conn:
+        cursor = await conn.execute(query("tenant_status"), {"tenant_id": tenant_id})
+        meters, reads, latest = await cursor.fetchone() or (0, 0, None)
+    return {
+        "totalDistinctMeters": meters,
+        "totalReads": reads,
+        "latestReadAt": latest.isoformat().replace("+00:00", "Z") if latest else None,
+    }
+
+
+async def _queue(ctx: ApiContext) -> dict[str, int]:
+    depth, state, completed, dead = await asyncio.gather(
+        queue_depth(ctx.redis, ctx.keys),
+        ctx.publisher.queue_state(),
+        ctx.redis.get(ctx.keys.completed),
+        ctx.redis.xlen(ctx.keys.dead_letters),
+    )
+    return {
+        "waiting": depth.waiting,
+        "active": depth.pending,
+        "delayed": state.delayed,
+        "completed": int(completed or 0),
+        "deadLettered": int(dead),
+    }
+
+
+async def _consumers(ctx: ApiContext) -> dict[str, Any]:
+    beats: dict[bytes, bytes] = await ctx.redis.hgetall(ctx.keys.consumers)  # type: ignore[assignment]
+    now_ms = time.time() * 1000
+    limits: dict[str, int] = {}
+    for name, beat in beats.items():
+        limit, _, at_ms = beat.decode().partition(":")
+        if now_ms - int(at_ms) <= CONSUMER_ALIVE_S * 1000:
+            limits[name.decode()] = int(limit)
+    return {"consumersAlive": len(limits), "inFlightLimits": dict(sorted(limits.items()))}
+
+
+async def _ingest_rate(ctx: ApiContext) -> float:
+    """Reads inserted per second over the last RATE_WINDOW_S complete seconds."""
+    now = int(time.time())
+    counts = await ctx.redis.mget(
+        [ctx.keys.ingested_second(now - ago) for ago in range(1, RATE_WINDOW_S + 1)]
+    )
+    return round(sum(int(count or 0) for count in counts) / RATE_WINDOW_S, 1)

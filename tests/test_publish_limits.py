@@ -1,0 +1,154 @@
+"""The safety limits under concurrency: two API processes, ten publishes at once.
+
+An observer independent of the publishers checks what reached Redis: the stream
+entry ids carry the server's millisecond clock at XADD, so they show every
+1-second window; a sampler reads waiting + delayed while the publishes run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from gridlens.entry import ENTRY_FIELD, decode, encode
+from gridlens.keys import Keys
+from gridlens.queue import ensure_group
+from gridlens.settings import Settings
+from producer.publisher import Publisher
+from tests.conftest import TEST_API_KEY, Servers
+from tests.test_consumer import feeder_batch
+from tests.test_stack import free_port
+
+AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
+PREFILLED = 460  # waiting entries before the publishes: room for five of the ten
+JOBS_PER_PUBLISH = 10  # 5,000 meters on 10 feeders at 500
+
+
+@pytest.fixture
+def api_processes(
+    servers: Servers, database_url: str, namespace: str, tmp_path: Path
+) -> Iterator[list[str]]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GRIDLENS_")},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": servers.redis_url,
+        "GRIDLENS_REDIS_NAMESPACE": namespace,
+        "GRIDLENS_API_KEY": TEST_API_KEY,
+        "GRIDLENS_DATA_DIR": str(tmp_path),
+    }
+    ports = [free_port(), free_port()]
+    processes = []
+    for port in ports:
+        with (tmp_path / f"api-{port}.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gridlens", "api"],
+                    env={**env, "GRIDLENS_PORT": str(port)},
+                    stderr=log,
+                )
+            )
+    try:
+        yield [f"http://127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(30)
+
+
+async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
+    for _ in range(200):
+        try:
+            async with session.get(f"{base}/readyz") as response:
+                if response.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{base} not ready")
+
+
+def fullest_second(entry_ms_and_reads: list[tuple[int, int]]) -> int:
+    """The most reads whose entry ids fall in any window [t, t + 1000) ms."""
+    ordered = sorted(entry_ms_and_reads)
+    fullest = total = start = 0
+    for ms, reads in ordered:
+        total += reads
+        while ordered[start][0] <= ms - 1000:
+            total -= ordered[start][1]
+            start += 1
+        fullest = max(fullest, total)
+    return fullest
+
+
+async def test_ten_concurrent_publishes_on_two_processes_hold_every_limit(
+    api_processes: list[str], settings: Settings, redis: aioredis.Redis, namespace: str
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    tenants = [f"{namespace.replace('-', '_')}_{n}" for n in range(2)]
+    await ensure_group(redis, keys)
+    filler = encode(feeder_batch("FILLER", 1, meters=1))
+    async with redis.pipeline(transaction=False) as pipe:
+        for _ in range(PREFILLED):
+            pipe.xadd(keys.stream, {ENTRY_FIELD: filler})
+        await pipe.execute()
+
+    observer = Publisher(redis, keys, settings.caps)
+    depths: list[int] = []
+    done = asyncio.Event()
+
+    async def sample_depth() -> None:
+        while not done.is_set():
+            state = await observer.queue_state()
+            depths.append(state.waiting + state.delayed)
+            await asyncio.sleep(0.01)
+
+    async with aiohttp.ClientSession() as session:
+        for base in api_processes:
+            await wait_ready(session, base)
+
+        async def publish(n: int) -> tuple[int, Any]:
+            body = {"tenantId": tenants[n % 2], "meterCount": 5_000, "feederCount": 10}
+            async with session.post(
+                f"{api_processes[n % 2]}/api/ami/publish-once", json=body, headers=AUTH
+            ) as response:
+                return response.status, await response.json()
+
+        sampler = asyncio.create_task(sample_depth())
+        started = time.monotonic()
+        results = await asyncio.gather(*(publish(n) for n in range(10)))
+        elapsed = time.monotonic() - started
+        done.set()
+        await sampler
+
+    statuses = Counter(status for status, _ in results)
+    assert statuses == {200: 5, 429: 5}, results
+    for status, body in results:
+        if status == 429:
+            assert body["error"] == "Backpressure: queue too deep"
+            assert body["waiting"] + body["delayed"] > 500
+        else:
+            assert body["jobs"] == JOBS_PER_PUBLISH and body["reads"] == 5_000
+
+    stream: Any = await redis.xrange(keys.stream)
+    published = [(entry_id, decode(fields[ENTRY_FIELD])) for entry_id, fields in stream]
+    published = [(entry_id, batch) for entry_id, batch in published if batch.tenant_id != "FILLER"]
+    assert len(published) == 5 * JOBS_PER_PUBLISH
+    assert max(len(batch) for _, batch in published) <= 500
+    assert max(Counter(batch.publish_id for _, batch in published).values()) <= 200
+    windows = [(int(entry_id.split(b"-")[0]), len(batch)) for entry_id, batch in published]
+    fullest = fullest_second(windows)
+    assert fullest <= 2_500
+    assert fullest >= 2_000  # the publishes really were paced against the cap
+    assert max(depths) <= 500 + JOBS_PER_PUBLISH
+    assert elapsed >= (25_000 - 2_500) / 2_500  # 25,000 reads cannot go out faster
