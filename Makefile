@@ -27,7 +27,16 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)  ## benchmarks; each prints its figures
+BENCH_STAMP := $(VENV)/.installed-bench
+NODE_BENCH := bench/bullmq_node
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	@if command -v npm >/dev/null 2>&1; then cd $(NODE_BENCH) && npm install --silent --no-audit --no-fund; \
+	else echo "npm not found: the Node.js BullMQ comparison will be skipped"; fi
+	@touch $@
+
+bench: $(BENCH_STAMP)  ## benchmarks; each prints its figures
 	$(BIN)/python -m bench
 
 migrate: $(STAMP)
