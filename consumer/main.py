@@ -6,6 +6,9 @@ import asyncio
 import logging
 import signal
 
+from prometheus_client import start_http_server
+
+from consumer.limit import AdaptiveLimit
 from consumer.worker import Consumer
 from gridlens.connections import postgres_pool, redis_client
 from gridlens.settings import Settings
@@ -23,10 +26,13 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
     pool = postgres_pool(
         database_url,
         min_size=1,
-        max_size=settings.consumer_concurrency,
+        max_size=AdaptiveLimit.maximum,  # one connection per job in flight, at most
         statement_timeout_s=settings.insert_timeout_s,
         name="gridlens-consumer",
     )
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, addr=settings.host)
+        log.info("metrics served", extra={"action": "metrics_start", "port": settings.metrics_port})
     try:
         await pool.open(wait=False)
         await Consumer(settings, client, pool).run(stop)

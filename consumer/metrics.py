@@ -8,14 +8,34 @@ READS_INSERTED = Counter(
     "gridlens_consumer_reads_inserted_total", "Reads inserted into meter_reads_electric."
 )
 READS_DUPLICATE = Counter(
-    "gridlens_consumer_reads_duplicate_total", "Reads skipped because they were already stored."
+    "gridlens_consumer_reads_duplicate_total",
+    "Reads skipped because they were already stored (a redelivery or a re-publish).",
 )
-JOBS = Counter("gridlens_consumer_jobs_total", "Jobs finished, by outcome.", ["outcome"])
+JOBS = Counter(
+    "gridlens_consumer_jobs_total",
+    "Jobs finished, by outcome: inserted, failed (left for redelivery), dead_lettered.",
+    ["outcome"],
+)
 INSERT_SECONDS = Histogram(
     "gridlens_consumer_insert_duration_seconds",
     "Time to insert and commit one job.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+INSERT_RETRIES = Counter(
+    "gridlens_consumer_insert_retries_total", "Inserts retried after a transient error."
+)
 IN_FLIGHT_LIMIT = Gauge(
-    "gridlens_consumer_in_flight_limit", "Jobs this process may have in flight at once."
+    "gridlens_consumer_in_flight_limit", "Jobs this process may have in flight at once (5-10)."
+)
+CLAIMS = Counter("gridlens_consumer_claims_total", "Entries taken over from idle (dead) consumers.")
+DEAD_LETTERS = Counter(
+    "gridlens_consumer_dead_letters_total", "Entries moved to the dead-letter stream."
+)
+QUEUE_WAITING = Gauge(
+    "gridlens_consumer_queue_waiting",
+    "Entries not yet delivered to any consumer, after this process's last job (lag).",
+)
+QUEUE_PENDING = Gauge(
+    "gridlens_consumer_queue_pending",
+    "Entries delivered but not yet acknowledged, after this process's last job.",
 )

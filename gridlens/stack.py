@@ -52,7 +52,12 @@ async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> Non
         "GRIDLENS_DATA_DIR": str(settings.data_dir),
     }
     children = [ChildSpec("api", gridlens_command("api"))] + [
-        ChildSpec(f"consumer-{n}", gridlens_command("consume"))
+        # Consumer n serves its metrics on the API's port + n (5001, 5002, …).
+        ChildSpec(
+            f"consumer-{n}",
+            gridlens_command("consume"),
+            {"GRIDLENS_METRICS_PORT": str(settings.port + n)},
+        )
         for n in range(1, settings.consumers + 1)
     ]
     supervisor = Supervisor(children, env, grace_s=settings.shutdown_grace_s + 5)

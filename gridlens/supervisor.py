@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,7 @@ _PR_SET_PDEATHSIG = 1
 class ChildSpec:
     name: str
     argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)  # on top of the supervisor's
 
 
 def gridlens_command(*args: str) -> tuple[str, ...]:
@@ -51,7 +52,10 @@ class Supervisor:
         failures = 0
         while not stop.is_set():
             process = await asyncio.create_subprocess_exec(
-                *child.argv, env=self.env, start_new_session=True, stdin=asyncio.subprocess.DEVNULL
+                *child.argv,
+                env={**self.env, **child.env},
+                start_new_session=True,
+                stdin=asyncio.subprocess.DEVNULL,
             )
             started = time.monotonic()
             log.info(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,7 +44,7 @@ async def run_until_drained(
     stop = asyncio.Event()
     keys = Keys(settings.redis_namespace)
     running = asyncio.create_task(Consumer(settings, client, pool).run(stop))
-    for _ in range(200):
+    for _ in range(400):
         depth = await queue_depth(client, keys)
         if depth.waiting == 0 and depth.pending == 0:
             break
@@ -117,7 +119,7 @@ async def test_a_malformed_entry_is_dead_lettered_and_the_rest_ingested(
     assert len(await rows(pool, tenant)) == 500
     dead: Any = await redis.xrange(keys.dead_letters)
     assert len(dead) == 1
-    assert dead[0][1][b"error"].startswith(b"fields differ")
+    assert dead[0][1][b"error"].startswith(b"malformed entry: fields differ")
     assert dead[0][1][ENTRY_FIELD] == b'{"v": 1, "meters": "nope"}'
 
 
@@ -154,3 +156,59 @@ async def test_the_insert_is_one_binary_statement(pool: AsyncConnectionPool[Any]
                 b"INSERT INTO meter_reads_electric (tenant_id, meter_id, feeder_id, read_at,"
                 b" interval_minutes, kwh, voltage) VALUES ('T', 'm', 'f', now(), 15, -1, 120)"
             )
+
+
+async def test_entries_of_a_dead_consumer_are_claimed_after_the_idle_time(
+    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any], namespace: str
+) -> None:
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    await ensure_group(redis, keys)
+    for feeder in (8, 9):
+        await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, feeder))})
+    await redis.xreadgroup("ingest", "dead-host-1", {keys.stream: ">"}, count=2)
+    live = dataclasses.replace(settings, claim_idle_ms=1_000)
+    started = time.monotonic()
+    await run_until_drained(live, redis, pool)
+    assert time.monotonic() - started >= 1.0  # not before the entries were idle long enough
+    assert len(await rows(pool, tenant)) == 1_000
+    assert await redis.xlen(keys.dead_letters) == 0
+
+
+async def test_an_entry_that_keeps_failing_is_dead_lettered_after_max_deliveries(
+    settings: Settings,
+    redis: aioredis.Redis,
+    pool: AsyncConnectionPool[Any],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tenant = "POISON_" + namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    async with pool.connection() as conn:
+        await conn.execute(POISON_TRIGGER)
+    try:
+        await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 1))})
+        await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(namespace[5:], 2))})
+        strict = dataclasses.replace(settings, claim_idle_ms=1_000, max_deliveries=3)
+        with caplog.at_level(logging.INFO, logger="consumer.worker"):
+            await run_until_drained(strict, redis, pool)
+    finally:
+        async with pool.connection() as conn:
+            await conn.execute(b"DROP TRIGGER IF EXISTS poison ON meter_reads_electric")
+    dead: Any = await redis.xrange(keys.dead_letters)
+    assert len(dead) == 1
+    assert dead[0][1][b"deliveries"] == b"3"
+    assert dead[0][1][b"error"].startswith(b"failed 3 deliveries; last: RaiseException: poison")
+    failures = [r for r in caplog.records if getattr(r, "action", "") == "job_failed"]
+    assert [r.__dict__["deliveries"] for r in failures] == [1, 2]
+    assert len(await rows(pool, namespace[5:])) == 500  # the healthy entry went in
+    assert await redis.hlen(keys.errors) == 0
+
+
+POISON_TRIGGER = b"""
+CREATE OR REPLACE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'poison'; END $$;
+DROP TRIGGER IF EXISTS poison ON meter_reads_electric;
+CREATE TRIGGER poison BEFORE INSERT ON meter_reads_electric
+FOR EACH ROW WHEN (NEW.tenant_id LIKE 'POISON%') EXECUTE FUNCTION poison();
+"""
