@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from consumer.pgbinary import float8_array, meter_id_array, register
 from gridlens.entry import ReadBatch
 from gridlens.sqlfiles import query
+
+register(psycopg.adapters)  # the binary array parameters below, for every connection
 
 
 async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
@@ -20,10 +24,9 @@ async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
                 "feeder_id": batch.feeder_id,
                 "read_at": batch.read_at,
                 "interval_minutes": batch.interval_minutes,
-                "meter_ids": batch.meter_ids(),
-                "kwh": batch.kwh,
-                "voltage": batch.voltage,
+                "meter_ids": meter_id_array(batch.tenant_id, batch.meter_numbers),
+                "kwh": float8_array(batch.kwh),
+                "voltage": float8_array(batch.voltage),
             },
-            binary=True,
         )
         return int(cursor.rowcount)

@@ -29,6 +29,7 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
         max_size=AdaptiveLimit.maximum,  # one connection per job in flight, at most
         statement_timeout_s=settings.insert_timeout_s,
         name="gridlens-consumer",
+        autocommit=True,  # one INSERT per job: committed when it returns
     )
     if settings.metrics_port is not None:
         start_http_server(settings.metrics_port, addr=settings.host)

@@ -33,8 +33,13 @@ def postgres_pool(
     max_size: int = 4,
     statement_timeout_s: float | None = None,
     name: str = "gridlens",
+    autocommit: bool = False,
 ) -> AsyncConnectionPool[Any]:
-    """A connection pool, not yet opened; a statement_timeout bounds every statement."""
+    """A connection pool, not yet opened; a statement_timeout bounds every statement.
+
+    ``autocommit``: each statement is its own transaction (no BEGIN/COMMIT round trips),
+    for callers whose every unit of work is one statement.
+    """
     options = (
         f"-c statement_timeout={int(statement_timeout_s * 1000)}" if statement_timeout_s else ""
     )
@@ -42,7 +47,12 @@ def postgres_pool(
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={"options": options, "application_name": name, "connect_timeout": 5},
+        kwargs={
+            "options": options,
+            "application_name": name,
+            "connect_timeout": 5,
+            "autocommit": autocommit,
+        },
         open=False,
         timeout=CHECK_TIMEOUT_S,
         name=name,

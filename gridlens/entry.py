@@ -121,9 +121,9 @@ def decode(raw: bytes) -> ReadBatch:
         feeder_id=feeder_id,
         read_at=datetime.fromtimestamp(read_at, UTC),
         interval_minutes=interval,
-        meter_numbers=numbers.tolist(),
-        kwh=kwh_values.astype(np.float64).tolist(),
-        voltage=voltages.astype(np.float64).tolist(),
+        meter_numbers=numbers.astype(np.int64, copy=False),
+        kwh=kwh_values.astype(np.float64, copy=False),
+        voltage=voltages.astype(np.float64, copy=False),
     )
 
 
