@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -38,6 +39,7 @@ from consumer.limit import AdaptiveLimit
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.keys import CONSUMER_GROUP, Keys
 from gridlens.queue import QueueDepth, ensure_group
+from gridlens.scripts import script
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,8 @@ class Consumer:
         self.keys = Keys(settings.redis_namespace)
         self.name = name or consumer_name()
         self.limit = AdaptiveLimit(initial=settings.consumer_concurrency)
+        self._ack = script(client, "ack")
+        self._ready: collections.deque[Job] = collections.deque()  # fetched, not yet started
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._acks: set[asyncio.Future[Any]] = set()
         self._next_claim = 0.0
@@ -107,13 +111,14 @@ class Consumer:
         cursor = "0"  # first this consumer's own pending entries, then new ones (">")
         failures = 0
         while not stop.is_set():
-            if len(self._in_flight) >= self.limit.limit:
+            self._start_ready(stop)
+            if len(self._in_flight) >= self.limit.limit or self._ready:
                 await asyncio.wait(
                     self._in_flight.values(), timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 continue
             try:
-                cursor = await self._fetch(cursor, stop)
+                cursor = await self._fetch(cursor)
                 failures = 0
             except RedisError as error:
                 failures += 1
@@ -122,32 +127,35 @@ class Consumer:
                     extra={"action": "redis_retry", "error": str(error)},
                 )
                 await _sleep_unless(stop, backoff_s(failures))
+        self._start_ready(stop, everything=True)  # delivered to us already: finish them too
         await self._drain()
         for task in side_tasks:
             task.cancel()
         with contextlib.suppress(RedisError):
             await self.client.hdel(self.keys.consumers, self.name)
 
-    async def _fetch(self, cursor: str, stop: asyncio.Event) -> str:
-        """Start jobs for claimed, own pending or new entries; return the read cursor."""
-        capacity = self.limit.limit - len(self._in_flight)
+    async def _fetch(self, cursor: str) -> str:
+        """Fetch claimed, own pending or new entries into the ready queue; return the cursor.
+
+        Up to a whole in-flight limit is fetched at once, so a busy consumer makes one
+        XREADGROUP per several jobs rather than one per job.
+        """
+        count = self.limit.limit
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.settings.claim_idle_ms / 2_000
-            claimed = await self._claim(capacity)
-            self._start(await self._jobs(claimed, known_new=False), stop)
-            capacity -= len(claimed)
+            self._ready.extend(await self._jobs(await self._claim(count), known_new=False))
             await self._forget_dead_consumers()
-        if capacity <= 0:
-            return cursor
-        entries = await self._read(cursor, capacity)
+            if self._ready:
+                return cursor
+        entries = await self._read(cursor, count)
+        self._ready.extend(await self._jobs(entries, known_new=cursor == ">"))
         if cursor != ">":
-            self._start(await self._jobs(entries, known_new=False), stop)
             return entries[-1][0].decode() if entries else ">"
-        self._start(await self._jobs(entries, known_new=True), stop)
         return cursor
 
-    def _start(self, jobs: list[Job], stop: asyncio.Event) -> None:
-        for job in jobs:
+    def _start_ready(self, stop: asyncio.Event, *, everything: bool = False) -> None:
+        while self._ready and (everything or len(self._in_flight) < self.limit.limit):
+            job = self._ready.popleft()
             if job.entry_id in self._in_flight:
                 continue
             task = asyncio.create_task(self._handle(job, stop))
@@ -322,20 +330,13 @@ class Consumer:
             return None
 
     async def _acknowledge(self, entry_id: str, inserted: int) -> QueueDepth:
-        """Acknowledge and delete the entry, count it, and read the depth, in one MULTI."""
-        second = self.keys.ingested_second(int(time.time()))
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.stream, CONSUMER_GROUP, entry_id)
-            pipe.xdel(self.keys.stream, entry_id)
-            pipe.hdel(self.keys.errors, entry_id)
-            pipe.incr(self.keys.completed)
-            pipe.incrby(second, inserted)
-            pipe.expire(second, INGEST_RATE_KEEP_S)
-            pipe.xlen(self.keys.stream)
-            pipe.xpending(self.keys.stream, CONSUMER_GROUP)
-            *_, length, summary = await pipe.execute()
-        pending = int(summary["pending"])
-        return QueueDepth(waiting=max(int(length) - pending, 0), pending=pending)
+        """Acknowledge and delete the entry, count it, and read the depth (lua/ack.lua)."""
+        keys = self.keys
+        waiting, pending = await self._ack(
+            keys=[keys.stream, keys.errors, keys.completed, keys.ingested_second(int(time.time()))],
+            args=[CONSUMER_GROUP, entry_id, inserted, INGEST_RATE_KEEP_S],
+        )
+        return QueueDepth(waiting=int(waiting), pending=int(pending))
 
     async def _dead_letter(self, job: Job, error: str) -> None:
         async def move() -> None:

@@ -1,11 +1,19 @@
-"""The stream entry: one versioned, columnar orjson document per job.
+"""The stream entry: one versioned, compact, columnar orjson document per job.
 
-A job is the reads of up to 500 meters of one feeder at one interval. Meter ids
-are derived (SPEC §3), so the entry carries meter numbers, not id strings:
+A job is the reads of up to 500 meters of one feeder at one interval:
 
     {"v": 1, "publishId": "...", "tenantId": "DEMO", "feederId": "FEEDER_3",
      "readAt": 1764201600, "intervalMinutes": 15,
-     "meters": [3, 28, ...], "kwh": [0.41, ...], "voltage": [121.3, ...]}
+     "meters": {"first": 3, "step": 25, "count": 500},
+     "kwh": [4123, ...], "voltage": [1213, ...]}
+
+Compact, since the queue's memory is the entries waiting in it:
+* meter ids are derived (SPEC §3), so the entry carries meter numbers; the meters
+  of one feeder are an arithmetic progression, sent as first/step/count (a list
+  of numbers is accepted too, e.g. after a comms outage removed some);
+* kWh travels as an integer count of 0.1 Wh (KWH_SCALE) and voltage of 0.1 V
+  (VOLTAGE_SCALE): the resolution of the emulator's rounded reads, so decoding
+  gives exactly the rounded value.
 
 Decoding validates everything, so a malformed entry is an :class:`EntryError`
 that the consumer dead-letters, never a crash or a bad row.
@@ -27,6 +35,8 @@ from gridlens.settings import HARD_MAX_BATCH_SIZE
 
 ENTRY_VERSION: Final = 1
 ENTRY_FIELD: Final = b"batch"  # the stream entry's one field
+KWH_SCALE: Final = 10_000  # kWh are sent as integers of 0.0001 kWh
+VOLTAGE_SCALE: Final = 10  # volts are sent as integers of 0.1 V
 INTERVALS_MINUTES: Final = frozenset({5, 15, 30, 60})
 MAX_METER_NUMBER: Final = 999_999
 TENANT_PATTERN: Final = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -82,12 +92,21 @@ def encode(batch: ReadBatch) -> bytes:
             "feederId": batch.feeder_id,
             "readAt": int(batch.read_at.timestamp()),
             "intervalMinutes": batch.interval_minutes,
-            "meters": batch.meter_numbers,
-            "kwh": batch.kwh,
-            "voltage": batch.voltage,
+            "meters": _meters_json(np.asarray(batch.meter_numbers, dtype=np.int64)),
+            "kwh": np.rint(np.asarray(batch.kwh) * KWH_SCALE).astype(np.int64),
+            "voltage": np.rint(np.asarray(batch.voltage) * VOLTAGE_SCALE).astype(np.int64),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _meters_json(numbers: npt.NDArray[np.int64]) -> Any:
+    """first/step/count for an arithmetic progression, else the list of numbers."""
+    if len(numbers) >= 2:
+        steps = np.diff(numbers)
+        if steps[0] > 0 and (steps == steps[0]).all():
+            return {"first": int(numbers[0]), "step": int(steps[0]), "count": len(numbers)}
+    return numbers
 
 
 def decode(raw: bytes) -> ReadBatch:
@@ -113,7 +132,8 @@ def decode(raw: bytes) -> ReadBatch:
     publish_id = document["publishId"]
     if not isinstance(publish_id, str) or not 0 < len(publish_id) <= 64:
         raise EntryError("publishId must be a string of 1 to 64 characters")
-    meters, kwh, voltage = document["meters"], document["kwh"], document["voltage"]
+    meters = _meter_numbers(document["meters"])
+    kwh, voltage = document["kwh"], document["voltage"]
     numbers, kwh_values, voltages = _checked_columns(meters, kwh, voltage)
     return ReadBatch(
         publish_id=publish_id,
@@ -122,8 +142,8 @@ def decode(raw: bytes) -> ReadBatch:
         read_at=datetime.fromtimestamp(read_at, UTC),
         interval_minutes=interval,
         meter_numbers=numbers.astype(np.int64, copy=False),
-        kwh=kwh_values.astype(np.float64, copy=False),
-        voltage=voltages.astype(np.float64, copy=False),
+        kwh=kwh_values / KWH_SCALE,
+        voltage=voltages / VOLTAGE_SCALE,
     )
 
 
@@ -134,30 +154,46 @@ def _text(document: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:
     return value
 
 
+def _meter_numbers(meters: Any) -> Any:
+    if not isinstance(meters, dict):
+        return meters
+    if set(meters) != {"first", "step", "count"} or not all(
+        type(value) is int for value in meters.values()
+    ):
+        raise EntryError("meters must be a list, or integers first, step and count")
+    if not 0 < meters["count"] <= HARD_MAX_BATCH_SIZE or meters["step"] < 1:
+        raise EntryError(f"a batch holds 1 to {HARD_MAX_BATCH_SIZE} meters, step 1 or more")
+    return list(
+        range(meters["first"], meters["first"] + meters["step"] * meters["count"], meters["step"])
+    )
+
+
 def _checked_columns(meters: Any, kwh: Any, voltage: Any) -> tuple[np.ndarray[Any, Any], ...]:
-    if not all(isinstance(column, list) for column in (meters, kwh, voltage)):
+    if not isinstance(meters, list | np.ndarray) or not all(
+        isinstance(column, list) for column in (kwh, voltage)
+    ):
         raise EntryError("meters, kwh and voltage must be arrays")
     if not 0 < len(meters) <= HARD_MAX_BATCH_SIZE:
         raise EntryError(f"a batch holds 1 to {HARD_MAX_BATCH_SIZE} meters, not {len(meters)}")
     if not len(meters) == len(kwh) == len(voltage):
         raise EntryError("meters, kwh and voltage differ in length")
     numbers = _numeric(meters, "meters", kinds="i")
-    kwh_values = _numeric(kwh, "kwh", kinds="if")
-    voltages = _numeric(voltage, "voltage", kinds="if")
+    kwh_values = _numeric(kwh, "kwh", kinds="i")
+    voltages = _numeric(voltage, "voltage", kinds="i")
     if numbers.min() < 1 or numbers.max() > MAX_METER_NUMBER:
         raise EntryError(f"meter numbers must be integers in 1..{MAX_METER_NUMBER}")
     if len(np.unique(numbers)) != len(numbers):
         raise EntryError("a meter appears twice in one batch")
-    if not np.isfinite(kwh_values).all() or kwh_values.min() < 0:
-        raise EntryError("kwh values must be finite and not negative")
-    if not np.isfinite(voltages).all() or voltages.min() <= 0 or voltages.max() > 1_000:
-        raise EntryError("voltage values must be finite, in (0, 1000]")
+    if kwh_values.min() < 0:
+        raise EntryError("kwh values must not be negative")
+    if voltages.min() <= 0 or voltages.max() > 1_000 * VOLTAGE_SCALE:
+        raise EntryError("voltage values must be in (0, 1000] volts")
     return numbers, kwh_values, voltages
 
 
-def _numeric(column: list[Any], name: str, *, kinds: str) -> np.ndarray[Any, Any]:
+def _numeric(column: Any, name: str, *, kinds: str) -> np.ndarray[Any, Any]:
     try:
-        values = np.array(column)
+        values = np.asarray(column)
     except (ValueError, OverflowError):
         values = np.array([], dtype=object)
     if values.ndim != 1 or values.dtype.kind not in kinds:

@@ -3,10 +3,10 @@
 Every limit is enforced in Redis, by the Redis server's clock, so it holds across
 any number of API processes:
 
-* admission (``lua/reserve.lua``): waiting + delayed above the depth cap refuses
+* admission (``gridlens/lua/reserve.lua``): waiting + delayed above the depth cap refuses
   the publish; otherwise its jobs are reserved (they count as "delayed" until
   written) and the tenant's cursor is claimed, in one atomic step;
-* each job (``lua/enqueue.lua``): written only when the reads enqueued in the last
+* each job (``gridlens/lua/enqueue.lua``): written only when the reads enqueued in the last
   second, plus its own, stay within the rate cap, and at least n/cap seconds after
   the previous job of n reads; the check and the XADD are one atomic step.
 
@@ -22,15 +22,14 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from gridlens.entry import ENTRY_FIELD, encode
 from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.scripts import script
 from gridlens.settings import Caps
 from producer import metrics
 from producer.batch import generate_batch
@@ -83,22 +82,15 @@ class Published:
     elapsed_s: float
 
 
-def _script(client: aioredis.Redis, name: str) -> AsyncScript:
-    """A script of lua/, with the shared functions of lua/depth.lua before it."""
-    folder = resources.files("producer").joinpath("lua")
-    source = folder.joinpath("depth.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
-    return client.register_script(source)
-
-
 class Publisher:
     def __init__(self, client: aioredis.Redis, keys: Keys, caps: Caps) -> None:
         self.client = client
         self.keys = keys
         self.caps = caps
-        self._reserve = _script(client, "reserve")
-        self._enqueue = _script(client, "enqueue")
-        self._release = _script(client, "release")
-        self._queue_state = _script(client, "queue_state")
+        self._reserve = script(client, "reserve")
+        self._enqueue = script(client, "enqueue")
+        self._release = script(client, "release")
+        self._queue_state = script(client, "queue_state")
 
     async def queue_state(self) -> QueueState:
         waiting, delayed, delayed_reads = await self._queue_state(

@@ -32,7 +32,7 @@ def feeder_batch(tenant_id: str, feeder: int, meters: int = 500) -> ReadBatch:
         read_at=READ_AT,
         interval_minutes=15,
         meter_numbers=numbers,
-        kwh=[0.1 + number / 100_000 for number in numbers],
+        kwh=[0.1 + number / 10_000 for number in numbers],
         voltage=[120.0 + (number % 7) / 10 for number in numbers],
     )
 
@@ -78,7 +78,7 @@ async def test_entries_are_inserted_acknowledged_and_removed(
         await run_until_drained(settings, redis, pool)
     stored = await rows(pool, tenant)
     assert len(stored) == 1_500
-    assert stored[0] == (f"{tenant}-MTR-00001", "FEEDER_1", READ_AT, 15, 0.10001, 120.1)
+    assert stored[0] == (f"{tenant}-MTR-00001", "FEEDER_1", READ_AT, 15, 0.1001, 120.1)
     assert await redis.xlen(keys.stream) == 0  # acknowledged entries do not pile up
     jobs = [record for record in caplog.records if getattr(record, "action", "") == "job_done"]
     assert sorted(job.__dict__["feederId"] for job in jobs) == ["FEEDER_1", "FEEDER_2", "FEEDER_3"]

@@ -55,6 +55,15 @@ def test_the_same_batch_encodes_to_the_same_bytes() -> None:
     assert encode(batch()) == encode(batch())
 
 
+def test_a_feeders_meters_travel_as_a_progression_and_values_as_integers() -> None:
+    body = orjson.loads(encode(batch()))
+    assert body["meters"] == {"first": 3, "step": 25, "count": 3}
+    assert body["kwh"] == [2500, 0, 15000] and body["voltage"] == [1201, 1198, 1210]
+    irregular = batch(meter_numbers=[3, 28, 78])
+    assert orjson.loads(encode(irregular))["meters"] == [3, 28, 78]
+    assert list(decode(encode(irregular)).meter_numbers) == [3, 28, 78]
+
+
 def document(**changes: Any) -> bytes:
     body = orjson.loads(encode(batch()))
     body.update(changes)
@@ -83,9 +92,14 @@ def document(**changes: Any) -> bytes:
         (document(meters=[1, 2, "3"]), "meters must be an array of integers"),
         (document(meters=[1, 2, 0]), "meter numbers must be integers in 1.."),
         (document(meters=[1, 2, 2]), "a meter appears twice"),
-        (document(kwh=[0.1, "0.2", 0.3]), "kwh must be an array of numbers"),
-        (document(kwh=[0.1, -0.2, 0.3]), "not negative"),
-        (document(voltage=[120.0, 0.0, 120.0]), "voltage values"),
+        (document(kwh=[1, "2", 3]), "kwh must be an array of integers"),
+        (document(kwh=[1, 2.5, 3]), "kwh must be an array of integers"),
+        (document(kwh=[1, -2, 3]), "must not be negative"),
+        (document(voltage=[1200, 0, 1200]), "voltage values"),
+        (document(meters={"first": 1, "step": 25}), "meters must be a list, or integers"),
+        (document(meters={"first": 1, "step": 0, "count": 3}), "step 1 or more"),
+        (document(meters={"first": 1, "step": 25, "count": 501}), "1 to 500 meters"),
+        (document(meters={"first": 1, "step": 25, "count": 2}), "differ in length"),
         (document(voltage="120"), "must be arrays"),
     ],
 )

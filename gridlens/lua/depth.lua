@@ -1,16 +1,22 @@
--- Shared by the scripts that need the queue's depth (prepended to them when loaded).
+-- Shared functions, prepended to every script of this folder when it is loaded.
 --
 -- waiting: entries in the stream not yet delivered to the group. Acknowledged entries
 -- are deleted, so the stream holds exactly the waiting and the pending ones (no XINFO
 -- "lag" needed, which Redis 6.2 lacks).
+-- pending: delivered to a consumer, not yet acknowledged.
 -- delayed: jobs reserved by publishes in progress whose lease is live, and their reads.
-local function queue_depth(stream, reservations, group, now, drop_expired)
-  local waiting = redis.call('XLEN', stream)
+local function stream_depth(stream, group)
+  local length = redis.call('XLEN', stream)
+  local pending = 0
   local summary = redis.pcall('XPENDING', stream, group)
   if type(summary) == 'table' and summary.err == nil then
-    waiting = waiting - tonumber(summary[1])
+    pending = tonumber(summary[1])
   end
-  if waiting < 0 then waiting = 0 end
+  return math.max(length - pending, 0), pending
+end
+
+local function queue_depth(stream, reservations, group, now, drop_expired)
+  local waiting = stream_depth(stream, group)
   local delayed, delayed_reads = 0, 0
   local entries = redis.call('HGETALL', reservations)
   for i = 1, #entries, 2 do
