@@ -1,10 +1,14 @@
 """The adaptive in-flight limit: how many jobs a consumer runs at once (5–10, start 8).
 
 A small version of the Gradient2 limit of Netflix's concurrency-limits
-(github.com/Netflix/concurrency-limits): a slow, long-term average of insert
-latency is the baseline; when the short-term average rises above it by more
-than the tolerance, the limit shrinks in proportion (the gradient), otherwise
-it grows by one "queue" step. Changes are smoothed. A failed insert (error,
+(github.com/Netflix/concurrency-limits): the short-term average of insert latency
+is compared with a baseline; when it exceeds the baseline by more than the
+tolerance, the limit shrinks in proportion (the gradient), otherwise it grows by
+one "queue" step; changes are smoothed. The baseline stands for the latency of an
+uncontended insert, as the minimum RTT does in TCP Vegas: it follows lower
+latencies quickly (over ``short_samples``) and higher ones slowly (over
+``long_samples``), so a database that is already saturated when the consumer
+starts still reads as saturated once a few faster inserts have been seen. A failed insert (error,
 timeout) cuts the limit multiplicatively, as AIMD does.
 """
 
@@ -38,9 +42,12 @@ class AdaptiveLimit:
     def observe(self, latency_s: float) -> int:
         """Account for one successful insert's latency; return the new limit."""
         self._short = _average(self._short, latency_s, self.short_samples)
-        self._long = _average(self._long, latency_s, self.long_samples)
-        if self._long > 2 * self._short:
-            self._long *= 0.95  # latency fell for good: let the baseline follow it down
+        # The baseline follows lows quickly and highs slowly: it tracks the latency of
+        # the faster inserts, near what an uncontended insert takes.
+        falling = self._long is not None and latency_s < self._long
+        self._long = _average(
+            self._long, latency_s, self.short_samples if falling else self.long_samples
+        )
         gradient = max(0.5, min(1.0, self.tolerance * self._long / self._short))
         estimate = self._limit * gradient + self.queue_step
         return self._set(self._limit * (1 - self.smoothing) + estimate * self.smoothing)

@@ -182,8 +182,8 @@ def _checked_columns(meters: Any, kwh: Any, voltage: Any) -> tuple[np.ndarray[An
     voltages = _numeric(voltage, "voltage", kinds="i")
     if numbers.min() < 1 or numbers.max() > MAX_METER_NUMBER:
         raise EntryError(f"meter numbers must be integers in 1..{MAX_METER_NUMBER}")
-    if len(np.unique(numbers)) != len(numbers):
-        raise EntryError("a meter appears twice in one batch")
+    if isinstance(meters, list) and len(numbers) > 1 and (np.diff(np.sort(numbers)) == 0).any():
+        raise EntryError("a meter appears twice in one batch")  # a progression cannot repeat
     if kwh_values.min() < 0:
         raise EntryError("kwh values must not be negative")
     if voltages.min() <= 0 or voltages.max() > 1_000 * VOLTAGE_SCALE:
