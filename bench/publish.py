@@ -41,6 +41,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def fullest_second(entries: list[tuple[int, int]]) -> int:
+    """The most reads in any window [t, t + 1000) ms of (entry id ms, reads), sorted by ms."""
     fullest = total = start = 0
     for ms, reads in entries:
         total += reads

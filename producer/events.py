@@ -21,13 +21,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
 import numpy as np
 
 from gridlens.entry import TENANT_PATTERN
+from gridlens.timestamps import parse_utc
 from producer.model import MINUTES_PER_DAY, honest_kwh
 from producer.randomness import FloatArray, Stream, uniform
 
@@ -252,16 +253,10 @@ def _string(body: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str
 
 
 def _timestamp(body: Mapping[str, Any], name: str) -> datetime:
-    value = _required(body, name)
-    if not isinstance(value, str):
-        raise EventError(f"{name} must be an ISO-8601 string, not {type(value).__name__}")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise EventError(f"{name} is not an ISO-8601 timestamp: {value!r}") from None
-    if moment.tzinfo is None:
-        raise EventError(f"{name} needs a UTC offset or Z: {value!r}")
-    return moment.astimezone(UTC)
+        return parse_utc(name, _required(body, name))
+    except ValueError as error:
+        raise EventError(str(error)) from None
 
 
 def _ends_at(body: Mapping[str, Any], starts_at: datetime) -> datetime:

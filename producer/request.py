@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from gridlens.entry import INTERVALS_MINUTES, TENANT_PATTERN
 from gridlens.settings import Caps
+from gridlens.timestamps import parse_utc
 from producer.fleet import align_read_at
 
 MIN_FEEDERS: Final = 10
@@ -109,14 +110,10 @@ def _read_at(body: Mapping[str, Any], now: datetime) -> datetime:
     raw = body.get("readAt")
     if raw is None:
         return now
-    if not isinstance(raw, str):
-        raise RequestError(f"readAt must be an ISO-8601 string, not {raw!r}")
     try:
-        moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise RequestError(f"readAt is not an ISO-8601 timestamp: {raw!r}") from None
-    if moment.tzinfo is None:
-        raise RequestError(f"readAt needs a UTC offset or Z: {raw!r}")
+        moment = parse_utc("readAt", raw)
+    except ValueError as error:
+        raise RequestError(str(error)) from None
     if moment > now:
         raise RequestError(f"readAt {raw} is in the future; meters report what has happened")
     return moment

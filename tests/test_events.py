@@ -54,7 +54,7 @@ def test_parameters_are_kept() -> None:
         ({"feederId": 3}, "feederId must match"),
         ({"startsAt": "yesterday"}, "startsAt is not an ISO-8601 timestamp"),
         ({"startsAt": "2026-03-04T12:00:00"}, "startsAt needs a UTC offset or Z"),
-        ({"startsAt": 1700000000}, "startsAt must be an ISO-8601 string"),
+        ({"startsAt": 1700000000}, "startsAt must be an ISO-8601 string, not 1700000000"),
         ({"durationMinutes": ...}, "give exactly one of endsAt and durationMinutes"),
         ({"endsAt": "2026-03-05T12:00:00Z"}, "give exactly one of endsAt and durationMinutes"),
         ({"durationMinutes": 0}, "durationMinutes must be a positive integer"),
