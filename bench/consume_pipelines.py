@@ -51,6 +51,7 @@ NODE_PARAMS = (
     "interval_minutes",
     "kwh",
     "voltage",
+    "register_meters",
 )
 
 Process = asyncio.subprocess.Process
@@ -373,7 +374,7 @@ class BullMQNode(BullMQ):
 
 
 def node_sql() -> str:
-    """sql/queries.sql's insert_reads, word for word, with $1..$7 for node-postgres."""
+    """sql/queries.sql's insert_reads, word for word, with $1..$8 for node-postgres."""
     sql = query("insert_reads").decode()
     for number, name in enumerate(NODE_PARAMS, start=1):
         sql = sql.replace(f"%({name})s", f"${number}")

@@ -3,14 +3,29 @@
 
 -- name: insert_reads
 -- One statement per job: the whole batch as binary arrays, unnested server-side.
--- Re-delivery is harmless: a read already stored is skipped (SPEC §5).
-INSERT INTO public.meter_reads_electric
-    (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage)
-SELECT %(tenant_id)s, batch.meter_id, %(feeder_id)s, %(read_at)s, %(interval_minutes)s,
-       batch.kwh, batch.voltage
-FROM unnest(%(meter_ids)s::text[], %(kwh)s::float8[], %(voltage)s::float8[])
-     AS batch (meter_id, kwh, voltage)
-ON CONFLICT (tenant_id, meter_id, read_at) DO NOTHING
+-- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
+-- add update the status rollups in the same statement, hence the same transaction;
+-- register_meters is false when the caller knows these meters are registered already.
+WITH new_reads AS (
+    INSERT INTO public.meter_reads_electric
+        (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage)
+    SELECT %(tenant_id)s, batch.meter_id, %(feeder_id)s, %(read_at)s, %(interval_minutes)s,
+           batch.kwh, batch.voltage
+    FROM unnest(%(meter_ids)s::text[], %(kwh)s::float8[], %(voltage)s::float8[])
+         AS batch (meter_id, kwh, voltage)
+    ON CONFLICT (tenant_id, meter_id, read_at) DO NOTHING
+    RETURNING meter_id
+), new_meters AS (
+    INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
+    SELECT %(tenant_id)s, meter_id, %(read_at)s FROM new_reads WHERE %(register_meters)s
+    ON CONFLICT (tenant_id, meter_id) DO NOTHING
+), counted AS (
+    INSERT INTO public.meter_reads_rollup AS rollup (tenant_id, read_at, feeder_id, reads)
+    SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, COUNT(*) FROM new_reads
+    HAVING COUNT(*) > 0
+    ON CONFLICT (tenant_id, read_at, feeder_id) DO UPDATE SET reads = rollup.reads + EXCLUDED.reads
+)
+SELECT COUNT(*) FROM new_reads
 
 -- name: ping
 SELECT 1
@@ -55,6 +70,27 @@ ORDER BY event_id
 DELETE FROM public.ami_events WHERE event_id = %(event_id)s RETURNING event_id
 
 -- name: tenant_status
+-- COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at) of the tenant's reads, from the
+-- rollups the consumer keeps (sql/migrations/0003_status_rollups.sql).
+SELECT (SELECT COUNT(*) FROM public.tenant_meters WHERE tenant_id = %(tenant_id)s),
+       (SELECT COALESCE(SUM(reads), 0)::bigint FROM public.meter_reads_rollup
+        WHERE tenant_id = %(tenant_id)s),
+       (SELECT MAX(read_at) FROM public.meter_reads_rollup WHERE tenant_id = %(tenant_id)s)
+
+-- name: tenant_status_scan
+-- The same figures from the table itself: the definition the rollups must match.
 SELECT COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at)
 FROM public.meter_reads_electric
 WHERE tenant_id = %(tenant_id)s
+
+-- name: rebuild_rollups
+-- Recompute the rollups from meter_reads_electric (after rows were written or deleted
+-- outside the consumer). Takes a lock that pauses inserts while it runs.
+LOCK TABLE public.meter_reads_electric IN SHARE MODE;
+TRUNCATE public.tenant_meters, public.meter_reads_rollup;
+INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
+SELECT tenant_id, meter_id, MIN(read_at) FROM public.meter_reads_electric
+GROUP BY tenant_id, meter_id;
+INSERT INTO public.meter_reads_rollup (tenant_id, read_at, feeder_id, reads)
+SELECT tenant_id, read_at, feeder_id, COUNT(*) FROM public.meter_reads_electric
+GROUP BY tenant_id, read_at, feeder_id

@@ -22,9 +22,13 @@ function meterNumbers(meters) {
   return Array.from({ length: meters.count }, (_, i) => meters.first + i * meters.step);
 }
 
+// Meter sets already registered in tenant_meters, as GridLens's consumer keeps them.
+const registered = new Set();
+
 async function insertBatch(job) {
   const { tenantId, feederId, readAt, intervalMinutes, meters, kwh, voltage } = job.data;
   const meterIds = meterNumbers(meters).map((number) => meterId(tenantId, number));
+  const meterSet = `${tenantId}:${meterIds[0]}:${meterIds.length}:${meterIds.at(-1)}`;
   const result = await pool.query(config.sql, [
     tenantId,
     meterIds,
@@ -33,8 +37,10 @@ async function insertBatch(job) {
     intervalMinutes,
     kwh.map((value) => value / KWH_SCALE),
     voltage.map((value) => value / VOLTAGE_SCALE),
+    !registered.has(meterSet),
   ]);
-  return result.rowCount;
+  registered.add(meterSet);
+  return Number(result.rows[0].count);
 }
 
 const worker = new Worker(config.queue, insertBatch, {
