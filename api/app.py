@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from api import events, health, openapi, publish, status
+from api import events, health, kpi, openapi, publish, status
 from api.auth import bearer_auth
 from api.context import connections
 from api.errors import json_errors
@@ -53,7 +53,7 @@ def create_app(
         ],
     )
     app.cleanup_ctx.append(connections(settings, database_url, redis_url))
-    for module in (health, openapi, publish, events, status):
+    for module in (health, openapi, publish, events, status, kpi):
         app.add_routes(module.routes)
     return app
 

@@ -94,3 +94,35 @@ GROUP BY tenant_id, meter_id;
 INSERT INTO public.meter_reads_rollup (tenant_id, read_at, feeder_id, reads)
 SELECT tenant_id, read_at, feeder_id, COUNT(*) FROM public.meter_reads_electric
 GROUP BY tenant_id, read_at, feeder_id
+
+-- name: quickcheck_intervals
+-- The tenant's latest intervals (newest first), from the ingest rollup.
+SELECT DISTINCT read_at FROM public.meter_reads_rollup
+WHERE tenant_id = %(tenant_id)s
+ORDER BY read_at DESC
+LIMIT %(intervals)s
+
+-- name: quickcheck_feeder_load
+SELECT feeder_id, meters_reporting, kwh, voltage_mean, voltage_min
+FROM public.kpi_feeder_load
+WHERE tenant_id = %(tenant_id)s AND read_at = %(read_at)s
+ORDER BY kwh DESC
+
+-- name: quickcheck_voltage
+SELECT feeder_id, reads, outside_range_a, outside_range_b, voltage_min, voltage_max
+FROM public.kpi_voltage_anomalies
+WHERE tenant_id = %(tenant_id)s AND read_at = %(read_at)s
+ORDER BY outside_range_b DESC, outside_range_a DESC, voltage_min
+
+-- name: quickcheck_completeness
+SELECT read_at, reads_received, meters_expected, completeness
+FROM public.kpi_read_completeness
+WHERE tenant_id = %(tenant_id)s AND read_at >= %(since)s
+ORDER BY read_at DESC
+
+-- name: theft_suspects
+-- The day's suspects, strongest first.
+SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_corr, reasons
+FROM public.kpi_theft_suspects
+WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id

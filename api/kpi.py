@@ -1,0 +1,116 @@
+"""GET /api/ami/kpi/quickcheck (SPEC §7): a compact summary of the KPI views."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+from psycopg.rows import dict_row
+
+from api.context import ApiContext, context
+from api.events import tenant_parameter
+from api.openapi import PATHS, error_response, ok_response
+from api.responses import json_response
+from gridlens.sqlfiles import query
+
+routes = web.RouteTableDef()
+
+INTERVALS = 4  # the latest intervals summarised
+TOP = 10  # rows of each list
+
+PATHS["/api/ami/kpi/quickcheck"] = {
+    "get": {
+        "summary": "Feeder load, completeness, voltage anomalies and theft suspects, latest",
+        "parameters": [
+            {"name": "tenantId", "in": "query", "required": True, "schema": {"type": "string"}}
+        ],
+        "responses": {
+            "200": ok_response("the summary; empty lists when the tenant has no reads"),
+            "400": error_response("tenantId missing or invalid"),
+            "503": error_response("PostgreSQL unreachable"),
+        },
+    }
+}
+
+
+@routes.get("/api/ami/kpi/quickcheck")
+async def quickcheck(request: web.Request) -> web.Response:
+    tenant_id = tenant_parameter(request)
+    ctx = context(request)
+    async with ctx.pool.connection() as conn:
+        conn.row_factory = dict_row
+        cursor = await conn.execute(
+            query("quickcheck_intervals"), {"tenant_id": tenant_id, "intervals": INTERVALS}
+        )
+        intervals = [row["read_at"] for row in await cursor.fetchall()]
+    if not intervals:
+        return json_response(
+            {
+                "ok": True,
+                "tenantId": tenant_id,
+                "latestReadAt": None,
+                "intervals": [],
+                "message": "no reads for this tenant yet",
+            }
+        )
+    latest = intervals[0]
+    return json_response(
+        {
+            "ok": True,
+            "tenantId": tenant_id,
+            "latestReadAt": _iso(latest),
+            "intervals": [_iso(read_at) for read_at in intervals],
+            "completeness": await _rows(
+                ctx, "quickcheck_completeness", {"tenant_id": tenant_id, "since": intervals[-1]}
+            ),
+            "feederLoad": await _rows(
+                ctx, "quickcheck_feeder_load", {"tenant_id": tenant_id, "read_at": latest}, TOP
+            ),
+            "voltageAnomalies": _voltage(
+                await _rows(ctx, "quickcheck_voltage", {"tenant_id": tenant_id, "read_at": latest})
+            ),
+            "theftSuspects": await _theft(ctx, tenant_id, latest),
+        }
+    )
+
+
+async def _rows(
+    ctx: ApiContext, name: str, params: dict[str, Any], limit: int | None = None
+) -> list[dict[str, Any]]:
+    async with ctx.pool.connection() as conn:
+        conn.row_factory = dict_row
+        cursor = await conn.execute(query(name), params)
+        rows = await (cursor.fetchmany(limit) if limit else cursor.fetchall())
+    return [{_camel(key): _json(value) for key, value in row.items()} for row in rows]
+
+
+def _voltage(feeders: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "readsOutsideRangeA": sum(row["outsideRangeA"] for row in feeders),
+        "readsOutsideRangeB": sum(row["outsideRangeB"] for row in feeders),
+        "feeders": [row for row in feeders if row["outsideRangeA"]][:TOP],
+    }
+
+
+async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str, Any]:
+    day = (latest - timedelta(seconds=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    suspects = await _rows(ctx, "theft_suspects", {"tenant_id": tenant_id, "day": day})
+    return {"day": day.date().isoformat(), "count": len(suspects), "top": suspects[:TOP]}
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, float):
+        return round(value, 4)
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,105 @@
+-- KPI views (SPEC §7). They read what was ingested — public.meter_reads_electric, and
+-- the ingest rollup kept from it — never the emulator's ground truth (ami_events).
+-- Filter them by tenant_id (and read_at or day): every grouping includes both, so the
+-- filters reach the index scans.
+
+-- Per feeder and interval: meters reporting, energy, mean and minimum voltage.
+CREATE OR REPLACE VIEW public.kpi_feeder_load AS
+SELECT tenant_id, feeder_id, read_at,
+       COUNT(*)                 AS meters_reporting,
+       SUM(kwh)                 AS kwh,
+       AVG(voltage)             AS voltage_mean,
+       MIN(voltage)             AS voltage_min
+FROM public.meter_reads_electric
+GROUP BY tenant_id, feeder_id, read_at;
+
+-- Per feeder and interval, against ANSI C84.1 at 120 V nominal: Range A 114–126 V,
+-- Range B 110–127 V.
+CREATE OR REPLACE VIEW public.kpi_voltage_anomalies AS
+SELECT tenant_id, feeder_id, read_at,
+       COUNT(*)                                                  AS reads,
+       COUNT(*) FILTER (WHERE voltage < 114 OR voltage > 126)    AS outside_range_a,
+       COUNT(*) FILTER (WHERE voltage < 110 OR voltage > 127)    AS outside_range_b,
+       MIN(voltage)                                              AS voltage_min,
+       MAX(voltage)                                              AS voltage_max
+FROM public.meter_reads_electric
+GROUP BY tenant_id, feeder_id, read_at;
+
+-- Per interval: reads received against meters expected, the meters seen in the trailing
+-- day, counted as the most meters that reported in any one interval of that day (from the
+-- ingest rollup, so it stays fast at any table size).
+CREATE OR REPLACE VIEW public.kpi_read_completeness AS
+WITH per_interval AS (
+    SELECT tenant_id, read_at, SUM(reads)::bigint AS reads_received
+    FROM public.meter_reads_rollup
+    GROUP BY tenant_id, read_at
+)
+SELECT tenant_id, read_at, reads_received,
+       MAX(reads_received) OVER trailing_day AS meters_expected,
+       reads_received::double precision
+           / NULLIF(MAX(reads_received) OVER trailing_day, 0) AS completeness
+FROM per_interval
+WINDOW trailing_day AS (PARTITION BY tenant_id ORDER BY read_at
+                        RANGE BETWEEN INTERVAL '1 day' PRECEDING AND CURRENT ROW);
+
+-- Per meter and UTC day: the features theft detection compares.
+--   kwh_per_read  mean energy of a read
+--   zero_reads    reads of exactly 0 kWh (an honest meter never reads 0: base load)
+--   variation     coefficient of variation of the day's reads (a flat day is suspicious)
+--   peer_corr     correlation of the day's reads with the feeder's mean profile
+CREATE OR REPLACE VIEW public.kpi_meter_days AS
+WITH reads AS (
+    SELECT tenant_id, feeder_id, meter_id, read_at, kwh,
+           date_trunc('day', read_at - make_interval(mins => interval_minutes), 'UTC') AS day
+    FROM public.meter_reads_electric
+), feeder_profile AS (
+    SELECT tenant_id, feeder_id, read_at, AVG(kwh) AS feeder_kwh
+    FROM public.meter_reads_electric
+    GROUP BY tenant_id, feeder_id, read_at
+)
+SELECT r.tenant_id, r.feeder_id, r.meter_id, r.day,
+       COUNT(*)                                      AS reads,
+       AVG(r.kwh)                                    AS kwh_per_read,
+       COUNT(*) FILTER (WHERE r.kwh = 0)             AS zero_reads,
+       STDDEV_POP(r.kwh) / NULLIF(AVG(r.kwh), 0)     AS variation,
+       CORR(r.kwh, p.feeder_kwh)                     AS peer_corr
+FROM reads r
+JOIN feeder_profile p USING (tenant_id, feeder_id, read_at)
+GROUP BY r.tenant_id, r.feeder_id, r.meter_id, r.day;
+
+-- Theft suspects per meter and day: consumption far below the meter's own trailing
+-- baseline (up to 7 earlier days) relative to its feeder peers on the same day, or a day
+-- whose shape gave itself away: stretches of zero reads, no variation, or no correlation
+-- with the feeder's profile. Between them these catch the six false-data-injection
+-- patterns h1–h6 of Jokar et al. (2016) that the emulator injects (README, "Theft").
+CREATE OR REPLACE VIEW public.kpi_theft_suspects AS
+WITH days AS (
+    SELECT d.*,
+           AVG(d.kwh_per_read) OVER (PARTITION BY d.tenant_id, d.meter_id ORDER BY d.day
+                                     ROWS BETWEEN 7 PRECEDING AND 1 PRECEDING) AS baseline
+    FROM public.kpi_meter_days d
+), ratios AS (
+    SELECT days.*, kwh_per_read / NULLIF(baseline, 0) AS own_ratio
+    FROM days
+    WHERE reads >= 8
+), peers AS (
+    SELECT tenant_id, feeder_id, day,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY own_ratio) AS peer_ratio
+    FROM ratios
+    GROUP BY tenant_id, feeder_id, day
+), scored AS (
+    SELECT r.tenant_id, r.feeder_id, r.meter_id, r.day, r.reads, r.own_ratio,
+           r.own_ratio / NULLIF(p.peer_ratio, 0) AS peer_ratio,
+           r.zero_reads, r.variation, r.peer_corr
+    FROM ratios r
+    JOIN peers p USING (tenant_id, feeder_id, day)
+)
+SELECT scored.*,
+       array_remove(ARRAY[
+           CASE WHEN peer_ratio < 0.85 THEN 'consumption-drop' END,
+           CASE WHEN zero_reads >= 4 THEN 'zero-reads' END,
+           CASE WHEN variation < 0.15 THEN 'flat-profile' END,
+           CASE WHEN peer_corr < 0.3 THEN 'profile-mismatch' END
+       ], NULL) AS reasons
+FROM scored
+WHERE peer_ratio < 0.85 OR zero_reads >= 4 OR variation < 0.15 OR peer_corr < 0.3;

@@ -1,0 +1,151 @@
+"""KPI views and quickcheck over real PostgreSQL, and theft detection scored against the
+emulator's ground truth."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from psycopg_pool import AsyncConnectionPool
+
+from api.app import create_app
+from consumer.ingest import insert_batch
+from gridlens.settings import Settings
+from gridlens.sqlfiles import query
+from producer.batch import generate_batch
+from producer.events import Event, EventType, members
+from producer.fleet import feeder_meters
+from producer.randomness import text_seed
+from tests.conftest import TEST_API_KEY
+
+FEEDERS = 25
+DAY = datetime(2026, 3, 5, tzinfo=UTC)  # the theft day; three honest days before it
+
+
+async def ingest(
+    pool: AsyncConnectionPool[Any],
+    tenant: str,
+    meters: int,
+    start: datetime,
+    intervals: int,
+    events: tuple[Event, ...] = (),
+    interval_minutes: int = 15,
+) -> None:
+    """Store what the pipeline would store for ``intervals`` reads after ``start``."""
+    for step in range(1, intervals + 1):
+        read_at = start + timedelta(minutes=interval_minutes * step)
+        for feeder in range(1, FEEDERS + 1):
+            batch = generate_batch(
+                publish_id="kpi",
+                tenant_id=tenant,
+                feeder=feeder,
+                meter_numbers=feeder_meters(feeder, 1, meters, FEEDERS),
+                read_at=read_at,
+                interval_minutes=interval_minutes,
+                events=events,
+            )
+            if len(batch):
+                await insert_batch(pool, batch)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_quickcheck_summarises_the_latest_intervals(
+    client: TestClient[Any, Any], pool: AsyncConnectionPool[Any]
+) -> None:
+    tenant = "QC_" + uuid.uuid4().hex[:8]
+    sag = Event(
+        event_id=9_001,
+        tenant_id=tenant,
+        event_type=EventType.VOLTAGE_SAG,
+        feeder_id="FEEDER_2",
+        starts_at=DAY,
+        ends_at=DAY + timedelta(days=1),
+        fraction=1.0,
+        params={"depthPct": 12.0},
+    )
+    await ingest(pool, tenant, 500, DAY, 6, events=(sag,))
+    body = await (await client.get(f"/api/ami/kpi/quickcheck?tenantId={tenant}")).json()
+    assert body["ok"] is True and body["latestReadAt"] == "2026-03-05T01:30:00Z"
+    assert len(body["intervals"]) == 4
+    assert [row["completeness"] for row in body["completeness"]] == [1.0] * 4
+    assert len(body["feederLoad"]) == 10 and body["feederLoad"][0]["metersReporting"] == 20
+    voltage = body["voltageAnomalies"]
+    assert voltage["feeders"][0]["feederId"] == "FEEDER_2"
+    assert voltage["readsOutsideRangeA"] >= 20  # the sagged feeder's every meter
+    assert body["theftSuspects"]["day"] == "2026-03-05"
+
+
+async def test_quickcheck_of_an_unknown_tenant_is_empty_not_an_error(
+    client: TestClient[Any, Any],
+) -> None:
+    body = await (await client.get("/api/ami/kpi/quickcheck?tenantId=NOBODY_HERE")).json()
+    assert body["ok"] is True and body["intervals"] == [] and body["latestReadAt"] is None
+
+
+async def test_theft_detection_finds_every_pattern(
+    pool: AsyncConnectionPool[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant = "SCORE_" + uuid.uuid4().hex[:8]
+    meters = 2_000
+    # The theft day's reads end at (DAY, DAY + 1 day]: the window starts one interval in.
+    window = (DAY + timedelta(minutes=15), DAY + timedelta(days=1, minutes=15))
+    thefts = tuple(
+        Event(
+            event_id=8_000 + n,
+            tenant_id=tenant,
+            event_type=EventType.THEFT,
+            feeder_id=f"FEEDER_{3 * n}",
+            starts_at=window[0],
+            ends_at=window[1],
+            fraction=0.1,
+            params={"pattern": f"h{n}"},
+        )
+        for n in range(1, 7)
+    )
+    await ingest(pool, tenant, meters, DAY - timedelta(days=3), 4 * 96, events=thefts)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query("theft_suspects"), {"tenant_id": tenant, "day": DAY})
+        flagged = {(row[1], row[0]) for row in await cursor.fetchall()}
+    seed = text_seed(tenant)
+    lines, scores = [], {}
+    for event in thefts:
+        feeder = int(event.feeder_id.removeprefix("FEEDER_"))
+        numbers = feeder_meters(feeder, 1, meters, FEEDERS)
+        truth = {f"{tenant}-MTR-{n:05d}" for n in numbers[members(seed, event, numbers)]}
+        found = {meter for feeder_id, meter in flagged if feeder_id == event.feeder_id}
+        hits = len(truth & found)
+        precision = hits / len(found) if found else 0.0
+        recall = hits / len(truth)
+        scores[event.params["pattern"]] = (precision, recall)
+        lines.append(
+            f"{event.params['pattern']}: {len(truth)} thieves, {len(found)} flagged, "
+            f"precision {precision:.2f}, recall {recall:.2f}"
+        )
+    elsewhere = {
+        meter
+        for feeder_id, meter in flagged
+        if feeder_id not in {event.feeder_id for event in thefts}
+    }
+    honest_meters = meters - sum(len(feeder_meters(3 * n, 1, meters, FEEDERS)) for n in range(1, 7))
+    lines.append(
+        f"false alarms on the {FEEDERS - 6} honest feeders: {len(elsewhere)} of "
+        f"{honest_meters} meters"
+    )
+    with capsys.disabled():
+        print("\n" + "\n".join(lines))
+    for pattern, (precision, recall) in scores.items():
+        assert recall >= 0.9, f"{pattern}: recall {recall:.2f}"
+        assert precision >= 0.8, f"{pattern}: precision {precision:.2f}"
+    assert len(elsewhere) <= 0.01 * honest_meters
+    assert np.isfinite(len(flagged))
