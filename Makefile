@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench migrate clean
+.PHONY: run test lint format bench demo migrate clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -38,6 +38,9 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)  ## benchmarks; each prints its figures
 	$(BIN)/python -m bench
+
+demo: $(STAMP)  ## the acceptance of SPEC §9 against the running stack (`make run` first)
+	$(BIN)/gridlens demo
 
 migrate: $(STAMP)
 	$(BIN)/gridlens migrate

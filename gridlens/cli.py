@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 
+import aiohttp
 import psycopg
 
 from gridlens import logs
+from gridlens.api_client import ApiFailure
 from gridlens.entry import TENANT_PATTERN
 from gridlens.migrate import MigrationError, migrate
 from gridlens.settings import Settings, SettingsError
+from gridlens.sqlfiles import query
 from gridlens.stack import StartupError, run_stack
 
 
@@ -37,6 +41,27 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD (default: D days ago)"
     )
+    for name, text in (
+        ("backfill", "publish the last DAYS of intervals through the API"),
+        ("emulate", "publish every interval as (simulated) time passes"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--tenant", required=True, type=_tenant)
+        command.add_argument("--meters", type=_bounded(1, 25_000), default=500)
+        command.add_argument("--feeders", type=_bounded(10, 40), default=25)
+        command.add_argument("--interval", type=int, choices=(5, 15, 30, 60), default=15)
+        command.add_argument("--batch-size", type=_bounded(1, 500), default=500)
+        if name == "backfill":
+            command.add_argument("--days", type=_bounded(1, 366), default=1)
+        else:
+            command.add_argument(
+                "--speed",
+                type=float,
+                default=1.0,
+                help="simulated time runs this many times faster (≥ 1)",
+            )
+    commands.add_parser("demo", help="run the acceptance of SPEC §9 against the running stack")
+    commands.add_parser("rebuild-rollups", help="recompute the status rollups from the table")
     return parser
 
 
@@ -68,7 +93,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args.command, args, settings)
     except KeyboardInterrupt:
         return 130
-    except (StartupError, MigrationError, TimeoutError, psycopg.OperationalError) as error:
+    except (
+        StartupError,
+        MigrationError,
+        TimeoutError,
+        psycopg.OperationalError,
+        ApiFailure,
+        aiohttp.ClientError,
+    ) as error:
         # Errors an operator can act on: one line, no traceback.
         print(f"gridlens: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         return 1
@@ -90,6 +122,35 @@ def _fleet_report(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _through_api(command: str, args: argparse.Namespace, settings: Settings) -> int:
+    from gridlens.api_client import ApiClient
+    from gridlens.demo import run_demo
+    from producer.backfill import Fleet, Progress, backfill, emulate, print_progress
+
+    async with ApiClient.from_settings(settings) as client:
+        if command == "demo":
+            return 0 if await run_demo(client) else 1
+        fleet = Fleet(args.tenant, args.meters, args.feeders, args.interval, args.batch_size)
+        progress = Progress(settings.data_dir, command, fleet)
+        if command == "backfill":
+            reads = await backfill(client, fleet, args.days, progress, print_progress)
+        else:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            reads = await emulate(
+                client, fleet, max(args.speed, 1.0), progress, stop, print_progress
+            )
+        print(f"\n{command}: {reads:,} reads published")
+        return 0
+
+
+async def _rebuild_rollups(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        await conn.execute(query("rebuild_rollups"))
+
+
 def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     from gridlens.embedded import running_services
     from gridlens.supervisor import die_with_supervisor
@@ -98,11 +159,17 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         return run_stack(settings)
     if command == "fleet-report":
         return _fleet_report(args)
+    if command in ("backfill", "emulate", "demo"):
+        return asyncio.run(_through_api(command, args, settings))
     die_with_supervisor()
     with running_services(settings.data_dir, settings.database_url, settings.redis_url) as urls:
         if command == "migrate":
             applied = asyncio.run(migrate(urls.database_url))
             print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+            return 0
+        if command == "rebuild-rollups":
+            asyncio.run(_rebuild_rollups(urls.database_url))
+            print("rollups rebuilt from meter_reads_electric")
             return 0
         if command == "api":
             from api.app import run_api
