@@ -126,3 +126,7 @@ SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_c
 FROM public.kpi_theft_suspects
 WHERE tenant_id = %(tenant_id)s AND day = %(day)s
 ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id
+
+-- name: statement_budget
+-- A statement timeout for the rest of the current transaction.
+SELECT set_config('statement_timeout', %(milliseconds)s, true)
