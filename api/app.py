@@ -11,8 +11,9 @@ from prometheus_client import Counter, Histogram
 
 from api import events, health, kpi, openapi, publish, status
 from api.auth import bearer_auth
-from api.context import connections
+from api.context import CONTEXT, connections
 from api.errors import json_errors
+from gridlens.kpi_refresh import background_refresh
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def create_app(
         ],
     )
     app.cleanup_ctx.append(connections(settings, database_url, redis_url))
+    app.cleanup_ctx.append(background_refresh(lambda running: running[CONTEXT].pool))
     for module in (health, openapi, publish, events, status, kpi):
         app.add_routes(module.routes)
     return app

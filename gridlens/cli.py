@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
             )
     commands.add_parser("demo", help="run the acceptance of SPEC §9 against the running stack")
     commands.add_parser("rebuild-rollups", help="recompute the status rollups from the table")
+    commands.add_parser("kpi-refresh", help="recompute the KPI features of days that changed")
     return parser
 
 
@@ -151,6 +152,14 @@ async def _rebuild_rollups(database_url: str) -> None:
         await conn.execute(query("rebuild_rollups"))
 
 
+async def _kpi_refresh(database_url: str) -> int:
+    from gridlens.connections import postgres_pool
+    from gridlens.kpi_refresh import refresh_stale_days
+
+    async with postgres_pool(database_url, max_size=1) as pool:
+        return len(await refresh_stale_days(pool))
+
+
 def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     from gridlens.embedded import running_services
     from gridlens.supervisor import die_with_supervisor
@@ -170,6 +179,10 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         if command == "rebuild-rollups":
             asyncio.run(_rebuild_rollups(urls.database_url))
             print("rollups rebuilt from meter_reads_electric")
+            return 0
+        if command == "kpi-refresh":
+            refreshed = asyncio.run(_kpi_refresh(urls.database_url))
+            print(f"kpi features refreshed for {refreshed} tenant-day(s)")
             return 0
         if command == "api":
             from api.app import run_api

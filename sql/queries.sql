@@ -130,3 +130,54 @@ ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id
 -- name: statement_budget
 -- A statement timeout for the rest of the current transaction.
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
+
+-- name: stale_days
+-- Days (UTC) whose reads changed since their features were computed, oldest first.
+SELECT current.tenant_id, current.day, current.reads
+FROM (
+    SELECT tenant_id, date_trunc('day', read_at - interval '1 microsecond', 'UTC') AS day,
+           SUM(reads)::bigint AS reads
+    FROM public.meter_reads_rollup
+    GROUP BY 1, 2
+) AS current
+LEFT JOIN public.kpi_refreshed_days AS done USING (tenant_id, day)
+WHERE done.reads IS DISTINCT FROM current.reads
+ORDER BY current.day, current.tenant_id
+
+-- name: refresh_meter_days
+-- The features of one tenant's day (reads ending in (day, day + 1 day]), from its rows.
+WITH reads AS (
+    SELECT feeder_id, meter_id, kwh, interval_minutes,
+           AVG(kwh) OVER (PARTITION BY feeder_id, read_at) AS feeder_kwh
+    FROM public.meter_reads_electric
+    WHERE tenant_id = %(tenant_id)s
+      AND read_at > %(day)s AND read_at <= %(day)s + interval '1 day'
+), features AS (
+    SELECT feeder_id, meter_id, COUNT(*) AS reads, MIN(interval_minutes) AS interval_minutes,
+           AVG(kwh) AS kwh_per_read, COUNT(*) FILTER (WHERE kwh = 0) AS zero_reads,
+           STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr
+    FROM reads
+    GROUP BY feeder_id, meter_id
+), stored AS (
+    INSERT INTO public.kpi_meter_day_features AS f
+        (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
+         zero_reads, variation, peer_corr)
+    SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
+           zero_reads, variation, peer_corr
+    FROM features
+    ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
+        feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
+        interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
+        zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
+        peer_corr = EXCLUDED.peer_corr
+)
+INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
+VALUES (%(tenant_id)s, %(day)s, %(reads)s)
+ON CONFLICT (tenant_id, day) DO UPDATE SET reads = EXCLUDED.reads, refreshed_at = now()
+
+-- name: refresh_lock
+-- One refresher at a time, across every API process; released at the end of the transaction.
+SELECT pg_try_advisory_xact_lock(7349827350)
+
+-- name: theft_refreshed_at
+SELECT refreshed_at FROM public.kpi_refreshed_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s

@@ -19,8 +19,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 import redis.asyncio as aioredis
+from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
+from api.app import create_app
 from gridlens.connections import postgres_pool, redis_client
 from gridlens.embedded import running_services
 from gridlens.migrate import migrate
@@ -119,6 +121,14 @@ async def redis(servers: Servers, namespace: str) -> AsyncIterator[aioredis.Redi
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
+    """The API application of this test's settings, served on a free port."""
+    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
 
 
 @pytest.fixture

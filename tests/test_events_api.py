@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +15,6 @@ from producer.event_store import active_events
 from tests.conftest import TEST_API_KEY
 
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
 
 
 @pytest.fixture

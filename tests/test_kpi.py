@@ -4,24 +4,21 @@ emulator's ground truth."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from psycopg_pool import AsyncConnectionPool
 
-from api.app import create_app
 from consumer.ingest import insert_batch
-from gridlens.settings import Settings
+from gridlens.kpi_refresh import refresh_stale_days
 from gridlens.sqlfiles import query
 from producer.batch import generate_batch
 from producer.events import Event, EventType, members
 from producer.fleet import feeder_meters
 from producer.randomness import text_seed
-from tests.conftest import TEST_API_KEY
 
 FEEDERS = 25
 DAY = datetime(2026, 3, 5, tzinfo=UTC)  # the theft day; three honest days before it
@@ -51,13 +48,6 @@ async def ingest(
             )
             if len(batch):
                 await insert_batch(pool, batch)
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
 
 
 async def test_quickcheck_summarises_the_latest_intervals(
@@ -114,6 +104,10 @@ async def test_theft_detection_finds_every_pattern(
         for n in range(1, 7)
     )
     await ingest(pool, tenant, meters, DAY - timedelta(days=3), 4 * 96, events=thefts)
+    refreshed = await refresh_stale_days(pool)
+    assert {day for tenant_id, day in refreshed if tenant_id == tenant} == {
+        DAY - timedelta(days=n) for n in range(4)
+    }
     async with pool.connection() as conn:
         cursor = await conn.execute(query("theft_suspects"), {"tenant_id": tenant, "day": DAY})
         flagged = {(row[1], row[0]) for row in await cursor.fetchall()}
@@ -149,3 +143,21 @@ async def test_theft_detection_finds_every_pattern(
         assert precision >= 0.8, f"{pattern}: precision {precision:.2f}"
     assert len(elsewhere) <= 0.01 * honest_meters
     assert np.isfinite(len(flagged))
+
+
+async def test_features_are_refreshed_only_for_days_that_changed(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    tenant = "FRESH_" + uuid.uuid4().hex[:8]
+    await ingest(pool, tenant, 100, DAY, 8, interval_minutes=60)
+    assert (tenant, DAY) in await refresh_stale_days(pool)
+    assert all(tenant_id != tenant for tenant_id, _ in await refresh_stale_days(pool))
+    await ingest(pool, tenant, 100, DAY + timedelta(hours=8), 2, interval_minutes=60)
+    assert (tenant, DAY) in await refresh_stale_days(pool)  # two more reads on that day
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT count(*), min(reads), max(reads) FROM kpi_meter_days"
+            b" WHERE tenant_id = %s AND day = %s",
+            [tenant, DAY],
+        )
+        assert await cursor.fetchone() == (100, 10, 10)

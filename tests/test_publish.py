@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -26,13 +26,6 @@ from tests.test_consumer import feeder_batch
 
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 Post = Callable[..., Awaitable[tuple[int, Any, Any]]]
-
-
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
 
 
 @pytest.fixture

@@ -47,22 +47,36 @@ WINDOW trailing_day AS (PARTITION BY tenant_id ORDER BY read_at
 --   zero_reads    reads of exactly 0 kWh (an honest meter never reads 0: base load)
 --   variation     coefficient of variation of the day's reads (a flat day is suspicious)
 --   peer_corr     correlation of the day's reads with the feeder's mean profile
+-- Computing them means reading a whole day of the tenant's rows, so they are kept in a
+-- table, refreshed day by day from meter_reads_electric (sql/queries.sql,
+-- refresh_meter_days) whenever a day's reads changed (gridlens/kpi_refresh.py).
+CREATE TABLE IF NOT EXISTS public.kpi_meter_day_features (
+    tenant_id        text             NOT NULL,
+    day              timestamptz      NOT NULL,
+    meter_id         text             NOT NULL,
+    feeder_id        text             NOT NULL,
+    reads            integer          NOT NULL,
+    interval_minutes smallint         NOT NULL,
+    kwh_per_read     double precision,
+    zero_reads       integer          NOT NULL,
+    variation        double precision,
+    peer_corr        double precision,
+    PRIMARY KEY (tenant_id, day, meter_id)
+);
+
+-- The reads each day had when its features were last computed.
+CREATE TABLE IF NOT EXISTS public.kpi_refreshed_days (
+    tenant_id    text        NOT NULL,
+    day          timestamptz NOT NULL,
+    reads        bigint      NOT NULL,
+    refreshed_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, day)
+);
+
 CREATE OR REPLACE VIEW public.kpi_meter_days AS
-WITH reads AS (
-    SELECT tenant_id, feeder_id, meter_id, kwh, interval_minutes,
-           date_trunc('day', read_at - make_interval(mins => interval_minutes), 'UTC') AS day,
-           AVG(kwh) OVER (PARTITION BY tenant_id, feeder_id, read_at) AS feeder_kwh
-    FROM public.meter_reads_electric
-)
-SELECT tenant_id, feeder_id, meter_id, day,
-       COUNT(*)                                  AS reads,
-       MIN(interval_minutes)                     AS interval_minutes,
-       AVG(kwh)                                  AS kwh_per_read,
-       COUNT(*) FILTER (WHERE kwh = 0)           AS zero_reads,
-       STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0)     AS variation,
-       CORR(kwh, feeder_kwh)                     AS peer_corr
-FROM reads
-GROUP BY tenant_id, feeder_id, meter_id, day;
+SELECT tenant_id, feeder_id, meter_id, day, reads, interval_minutes, kwh_per_read,
+       zero_reads, variation, peer_corr
+FROM public.kpi_meter_day_features;
 
 -- Theft suspects per meter and day: consumption far below the meter's own trailing
 -- baseline (up to 7 earlier days) relative to its feeder peers on the same day, or a day

@@ -1,0 +1,71 @@
+"""Keeping the per-meter-day KPI features current (table kpi_meter_day_features).
+
+A day's features need all of the tenant's rows of that day, so they are computed
+once per change rather than per query: a pass finds the days whose read count (from
+the ingest rollup) differs from when their features were computed, and recomputes
+those. One process at a time does a pass (an advisory lock); every API process
+runs passes in the background, so whichever is free keeps them current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, Final
+
+import psycopg
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from gridlens.sqlfiles import query
+
+log = logging.getLogger(__name__)
+
+REFRESH_EVERY_S: Final = 30.0
+PASS_TIMEOUT_MS: Final = 600_000  # a first pass over a large backfill takes a while
+
+
+async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, datetime]]:
+    """Recompute the features of every changed day; return the (tenant, day) refreshed.
+
+    Returns [] at once when another process is doing a pass.
+    """
+    refreshed: list[tuple[str, datetime]] = []
+    async with pool.connection() as conn, conn.transaction():
+        await conn.execute(query("statement_budget"), {"milliseconds": str(PASS_TIMEOUT_MS)})
+        locked = await (await conn.execute(query("refresh_lock"))).fetchone()
+        if not locked or not locked[0]:
+            return refreshed
+        stale = await (await conn.execute(query("stale_days"))).fetchall()
+        for tenant_id, day, reads in stale:
+            await conn.execute(
+                query("refresh_meter_days"), {"tenant_id": tenant_id, "day": day, "reads": reads}
+            )
+            refreshed.append((tenant_id, day))
+    if refreshed:
+        log.info("kpi features refreshed", extra={"action": "kpi_refresh", "days": len(refreshed)})
+    return refreshed
+
+
+def background_refresh(pool_of: Any) -> Any:
+    """A cleanup context running passes every REFRESH_EVERY_S while the app runs."""
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    await refresh_stale_days(pool_of(app))
+                except (psycopg.Error, TimeoutError) as error:
+                    log.warning(
+                        "kpi refresh failed; next pass retries",
+                        extra={"action": "kpi_refresh_failed", "error": str(error)},
+                    )
+                await asyncio.sleep(REFRESH_EVERY_S)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+
+    return lifecycle
