@@ -270,7 +270,7 @@ class Consumer:
                     inserted = await insert_batch(self.pool, batch)
             except TRANSIENT_ERRORS as error:
                 attempt += 1
-                self._set_limit(self.limit.failed())
+                metrics.IN_FLIGHT_LIMIT.set(self.limit.failed())
                 metrics.INSERT_RETRIES.inc()
                 delay = backoff_s(attempt)
                 log.warning(
@@ -287,7 +287,7 @@ class Consumer:
                 if stop.is_set() or not await _sleep_unless(stop, delay):
                     return None
                 continue
-            self._set_limit(self.limit.observe(time.perf_counter() - started))
+            metrics.IN_FLIGHT_LIMIT.set(self.limit.observe(time.perf_counter() - started))
             return inserted
 
     async def _failed(self, job: Job, error: psycopg.Error) -> None:
@@ -408,9 +408,6 @@ class Consumer:
                 )
 
     # ------------------------------------------------------------------ reporting
-
-    def _set_limit(self, limit: int) -> None:
-        metrics.IN_FLIGHT_LIMIT.set(limit)
 
     def _log_job(
         self, job: Job, batch: ReadBatch, inserted: int, started: float, depth: QueueDepth | None
