@@ -13,6 +13,7 @@ from api.errors import ApiError
 from api.openapi import PATHS, error_response
 from api.responses import json_response
 from gridlens.entry import TENANT_PATTERN
+from gridlens.queue import queue_depth
 from producer import metrics
 from producer.event_store import active_events
 from producer.planner import Plan
@@ -107,7 +108,7 @@ async def publish_once(request: web.Request) -> web.Response:
 
 async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
     plan = await ctx.publisher.plan(publish_request)
-    state = await ctx.publisher.queue_state()
+    state = await queue_depth(ctx.redis, ctx.keys)
     rate = ctx.settings.caps.reads_per_second
     metrics.PUBLISHES.labels("dry_run").inc()
     return {

@@ -66,16 +66,15 @@ async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
 
 
 async def _queue(ctx: ApiContext) -> dict[str, int]:
-    depth, state, completed, dead = await asyncio.gather(
+    depth, completed, dead = await asyncio.gather(
         queue_depth(ctx.redis, ctx.keys),
-        ctx.publisher.queue_state(),
         ctx.redis.get(ctx.keys.completed),
         ctx.redis.xlen(ctx.keys.dead_letters),
     )
     return {
         "waiting": depth.waiting,
         "active": depth.pending,
-        "delayed": state.delayed,
+        "delayed": depth.delayed,
         "completed": int(completed or 0),
         "deadLettered": int(dead),
     }

@@ -332,11 +332,12 @@ class Consumer:
     async def _acknowledge(self, entry_id: str, inserted: int) -> QueueDepth:
         """Acknowledge and delete the entry, count it, and read the depth (lua/ack.lua)."""
         keys = self.keys
-        waiting, pending = await self._ack(
-            keys=[keys.stream, keys.errors, keys.completed, keys.ingested_second(int(time.time()))],
+        second = keys.ingested_second(int(time.time()))
+        reply = await self._ack(
+            keys=[keys.stream, keys.errors, keys.completed, second, keys.reservations],
             args=[CONSUMER_GROUP, entry_id, inserted, INGEST_RATE_KEEP_S],
         )
-        return QueueDepth(waiting=int(waiting), pending=int(pending))
+        return QueueDepth.of(reply)
 
     async def _dead_letter(self, job: Job, error: str) -> None:
         async def move() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.scripts import script
 
 
 async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
@@ -24,25 +27,23 @@ async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
 
 @dataclass(frozen=True)
 class QueueDepth:
+    """The queue as SPEC §4 counts it (gridlens/lua/depth.lua has the definition)."""
+
     waiting: int  # in the stream, not yet delivered to a consumer
     pending: int  # delivered, not yet acknowledged
+    delayed: int  # jobs reserved by publishes in progress, not yet written
+    delayed_reads: int  # the reads of those jobs
+
+    @classmethod
+    def of(cls, reply: Sequence[Any]) -> QueueDepth:
+        """From the reply of a script that returns queue_depth()."""
+        waiting, pending, delayed, delayed_reads = (int(value) for value in reply)
+        return cls(waiting, pending, delayed, delayed_reads)
 
 
 async def queue_depth(client: aioredis.Redis, keys: Keys) -> QueueDepth:
-    """Waiting and pending entries, read in one MULTI so they agree.
-
-    Acknowledged entries are deleted from the stream, so its length is exactly
-    waiting + pending. This needs no XINFO ``lag``, which Redis 6.2 lacks.
-    """
-    async with client.pipeline(transaction=True) as pipe:
-        pipe.xlen(keys.stream)
-        pipe.xpending(keys.stream, CONSUMER_GROUP)
-        length, summary = await pipe.execute(raise_on_error=False)
-    if isinstance(length, Exception):
-        raise length
-    if isinstance(summary, redis_errors.ResponseError) and "NOGROUP" in str(summary):
-        return QueueDepth(waiting=int(length), pending=0)  # no consumer has started yet
-    if isinstance(summary, Exception):
-        raise summary
-    pending = int(summary["pending"])
-    return QueueDepth(waiting=max(int(length) - pending, 0), pending=pending)
+    """The queue's depth, read in one atomic step (lua/queue_state.lua)."""
+    reply = await script(client, "queue_state")(
+        keys=[keys.stream, keys.reservations], args=[CONSUMER_GROUP]
+    )
+    return QueueDepth.of(reply)

@@ -6,6 +6,7 @@ redis-py sends a script by its SHA1 (EVALSHA) and loads it again if Redis lost i
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 import redis.asyncio as aioredis
@@ -13,6 +14,10 @@ from redis.commands.core import AsyncScript
 
 
 def script(client: aioredis.Redis, name: str) -> AsyncScript:
+    return client.register_script(_source(name))
+
+
+@functools.cache
+def _source(name: str) -> str:
     folder = resources.files("gridlens").joinpath("lua")
-    source = folder.joinpath("depth.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()
-    return client.register_script(source)
+    return folder.joinpath("depth.lua").read_text() + folder.joinpath(f"{name}.lua").read_text()

@@ -66,13 +66,6 @@ class PublishFailed(Exception):
 
 
 @dataclass(frozen=True)
-class QueueState:
-    waiting: int  # entries in the stream not yet delivered to a consumer
-    delayed: int  # jobs reserved by publishes in progress, not yet written
-    delayed_reads: int
-
-
-@dataclass(frozen=True)
 class Published:
     plan: Plan
     publish_id: str
@@ -90,13 +83,6 @@ class Publisher:
         self._reserve = script(client, "reserve")
         self._enqueue = script(client, "enqueue")
         self._release = script(client, "release")
-        self._queue_state = script(client, "queue_state")
-
-    async def queue_state(self) -> QueueState:
-        waiting, delayed, delayed_reads = await self._queue_state(
-            keys=[self.keys.stream, self.keys.reservations], args=[CONSUMER_GROUP]
-        )
-        return QueueState(int(waiting), int(delayed), int(delayed_reads))
 
     async def plan(self, request: PublishRequest) -> Plan:
         """The plan a publish would follow now (the tenant's cursor as it stands)."""

@@ -24,9 +24,8 @@ import redis.asyncio as aioredis
 from bench.publish import fullest_second
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
-from gridlens.queue import ensure_group
+from gridlens.queue import ensure_group, queue_depth
 from gridlens.settings import Settings
-from producer.publisher import Publisher
 from tests.conftest import TEST_API_KEY, Servers
 from tests.test_consumer import feeder_batch
 from tests.test_stack import free_port
@@ -91,13 +90,12 @@ async def test_ten_concurrent_publishes_on_two_processes_hold_every_limit(
             pipe.xadd(keys.stream, {ENTRY_FIELD: filler})
         await pipe.execute()
 
-    observer = Publisher(redis, keys, settings.caps)
     depths: list[int] = []
     done = asyncio.Event()
 
     async def sample_depth() -> None:
         while not done.is_set():
-            state = await observer.queue_state()
+            state = await queue_depth(redis, keys)
             depths.append(state.waiting + state.delayed)
             await asyncio.sleep(0.01)
 

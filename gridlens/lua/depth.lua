@@ -16,7 +16,7 @@ local function stream_depth(stream, group)
 end
 
 local function queue_depth(stream, reservations, group, now, drop_expired)
-  local waiting = stream_depth(stream, group)
+  local waiting, pending = stream_depth(stream, group)
   local delayed, delayed_reads = 0, 0
   local entries = redis.call('HGETALL', reservations)
   for i = 1, #entries, 2 do
@@ -28,7 +28,7 @@ local function queue_depth(stream, reservations, group, now, drop_expired)
       delayed_reads = delayed_reads + tonumber(reads)
     end
   end
-  return waiting, delayed, delayed_reads
+  return waiting, pending, delayed, delayed_reads
 end
 
 local function server_time_us()

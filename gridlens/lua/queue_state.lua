@@ -1,5 +1,4 @@
 -- The queue's depth, read-only.
 -- KEYS[1] stream   KEYS[2] reservations   ARGV[1] consumer group
--- Returns {waiting, delayed, delayed reads}.
-local waiting, delayed, delayed_reads = queue_depth(KEYS[1], KEYS[2], ARGV[1], server_time_us(), false)
-return {waiting, delayed, delayed_reads}
+-- Returns {waiting, pending, delayed, delayed reads}.
+return {queue_depth(KEYS[1], KEYS[2], ARGV[1], server_time_us(), false)}

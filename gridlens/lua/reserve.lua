@@ -14,7 +14,7 @@ if cursor ~= ARGV[7] then
   return {2, cursor}
 end
 
-local waiting, delayed = queue_depth(KEYS[1], KEYS[2], ARGV[1], now, true)
+local waiting, _, delayed = queue_depth(KEYS[1], KEYS[2], ARGV[1], now, true)
 if waiting + delayed > tonumber(ARGV[5]) then
   return {0, waiting, delayed}
 end
