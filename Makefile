@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench demo migrate clean
+.PHONY: run test lint format bench demo migrate clean tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the whole stack on 127.0.0.1:5000 (embedded servers unless DATABASE_URL / REDIS_URL)
 	$(BIN)/gridlens up
 
-test: lint  ## lint, then every test against real servers
+test: lint tools  ## lint, then every test against real servers
 	$(BIN)/pytest
+
+tools:  ## prometheus, promtool and docker-compose for the ops tests, from Debian's packages when missing
+	@ops/install-tools
 
 lint: $(STAMP)  ## ruff and mypy
 	$(BIN)/ruff check .

@@ -7,13 +7,13 @@ import time
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter, Histogram
 
 from api import events, health, kpi, openapi, publish, status
 from api.auth import bearer_auth
 from api.context import CONTEXT, connections
 from api.errors import json_errors
 from gridlens.kpi_refresh import background_refresh
+from gridlens.metrics import Counter, Histogram
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -40,7 +40,7 @@ async def scale_status(request: web.Request) -> web.Response:
     tenant_id = tenant_parameter(request)
     ctx = context(request)
     stored, queue, consumers, rate = await asyncio.gather(
-        _stored(ctx, tenant_id), _queue(ctx), _consumers(ctx), _ingest_rate(ctx)
+        _stored(ctx, tenant_id), queue_summary(ctx), live_consumers(ctx), _ingest_rate(ctx)
     )
     return json_response(
         {
@@ -65,7 +65,7 @@ async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
     }
 
 
-async def _queue(ctx: ApiContext) -> dict[str, int]:
+async def queue_summary(ctx: ApiContext) -> dict[str, int]:
     depth, completed, dead = await asyncio.gather(
         queue_depth(ctx.redis, ctx.keys),
         ctx.redis.get(ctx.keys.completed),
@@ -80,7 +80,7 @@ async def _queue(ctx: ApiContext) -> dict[str, int]:
     }
 
 
-async def _consumers(ctx: ApiContext) -> dict[str, Any]:
+async def live_consumers(ctx: ApiContext) -> dict[str, Any]:
     beats: dict[bytes, bytes] = await ctx.redis.hgetall(ctx.keys.consumers)  # type: ignore[assignment]
     now_ms = time.time() * 1000
     limits: dict[str, int] = {}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from gridlens.metrics import Counter, Gauge, Histogram
 
 READS_INSERTED = Counter(
     "gridlens_consumer_reads_inserted_total", "Reads inserted into meter_reads_electric."
@@ -32,10 +32,10 @@ DEAD_LETTERS = Counter(
     "gridlens_consumer_dead_letters_total", "Entries moved to the dead-letter stream."
 )
 QUEUE_WAITING = Gauge(
-    "gridlens_consumer_queue_waiting",
+    "gridlens_consumer_queue_waiting_jobs",
     "Entries not yet delivered to any consumer, after this process's last job (lag).",
 )
 QUEUE_PENDING = Gauge(
-    "gridlens_consumer_queue_pending",
+    "gridlens_consumer_queue_pending_jobs",
     "Entries delivered but not yet acknowledged, after this process's last job.",
 )

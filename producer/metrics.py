@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from gridlens.metrics import Counter, Gauge, Histogram
 
 READS_ENQUEUED = Counter("gridlens_publish_reads_enqueued_total", "Reads written to the stream.")
 JOBS_ENQUEUED = Counter("gridlens_publish_jobs_enqueued_total", "Jobs written to the stream.")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from api.app import create_app
+from gridlens.embedded import free_port
+from gridlens.keys import Keys
+from gridlens.queue import ensure_group
 from gridlens.settings import Settings
 from tests.conftest import TEST_API_KEY
 
@@ -43,12 +46,6 @@ async def client(make_client: ClientFactory) -> TestClient[Any, Any]:
     return await make_client()
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 async def test_healthz_answers(client: TestClient[Any, Any]) -> None:
     response = await client.get("/healthz")
     assert response.status == 200
@@ -62,7 +59,7 @@ async def test_readyz_is_200_when_both_services_answer(client: TestClient[Any, A
 
 
 async def test_readyz_names_redis_when_it_is_down(make_client: ClientFactory) -> None:
-    client = await make_client(redis_url=f"redis://:pw@127.0.0.1:{closed_port()}/0")
+    client = await make_client(redis_url=f"redis://:pw@127.0.0.1:{free_port()}/0")
     response = await client.get("/readyz")
     assert response.status == 503
     body = await response.json()
@@ -72,7 +69,7 @@ async def test_readyz_names_redis_when_it_is_down(make_client: ClientFactory) ->
 
 
 async def test_readyz_names_postgres_when_it_is_down(make_client: ClientFactory) -> None:
-    client = await make_client(database_url=f"postgresql://x@127.0.0.1:{closed_port()}/x")
+    client = await make_client(database_url=f"postgresql://x@127.0.0.1:{free_port()}/x")
     response = await client.get("/readyz")
     assert response.status == 503
     body = await response.json()
@@ -144,6 +141,37 @@ async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None
     assert response.headers["Content-Type"].startswith("text/plain")
     text = await response.text()
     assert 'gridlens_api_http_requests_total{method="GET",route="/healthz",status="200"}' in text
+
+
+async def test_metrics_read_the_queue_from_redis_at_each_scrape(
+    client: TestClient[Any, Any], redis: aioredis.Redis, settings: Settings
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    await ensure_group(redis, keys)
+    for _ in range(3):
+        await redis.xadd(keys.stream, {"e": b"{}"})
+    await redis.xadd(keys.dead_letters, {"e": b"{}"})
+    text = await (await client.get("/metrics")).text()
+    for line in (
+        "gridlens_redis_up 1.0",
+        "gridlens_queue_waiting_jobs 3.0",
+        "gridlens_queue_pending_jobs 0.0",
+        "gridlens_queue_dead_letter_entries 1.0",
+        "gridlens_queue_depth_limit 500.0",
+        "gridlens_publish_reads_per_second_limit 2500.0",
+    ):
+        assert line in text.splitlines()
+
+
+async def test_metrics_say_redis_is_down_instead_of_stale_queue_figures(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    text = await response.text()
+    assert "gridlens_redis_up 0.0" in text.splitlines()
+    assert "gridlens_queue_waiting_jobs" not in text
 
 
 @pytest.mark.parametrize(

@@ -22,13 +22,13 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.publish import fullest_second
+from gridlens.embedded import free_port
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group, queue_depth
 from gridlens.settings import Settings
 from tests.conftest import TEST_API_KEY, Servers
 from tests.test_consumer import feeder_batch
-from tests.test_stack import free_port
 
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 PREFILLED = 460  # waiting entries before the publishes: room for five of the ten

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ import psycopg
 import pytest
 import redis
 
-from gridlens.embedded import EmbeddedRedis
+from gridlens.embedded import EmbeddedRedis, free_port
 from tests import http
 from tests.conftest import TEST_API_KEY
 
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
 READY_WITHIN_S = 90.0
 STOPPED_WITHIN_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def stack_env(data_dir: Path, port: int) -> dict[str, str]:
