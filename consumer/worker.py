@@ -10,7 +10,8 @@
   jitter, without acknowledging. An entry that is malformed, or that failed
   ``max_deliveries`` times, goes to the dead-letter stream with its error.
 * The acknowledgement (XACK + XDEL, so acknowledged work does not pile up in
-  Redis) happens only after the commit, and is shielded from cancellation.
+  Redis) happens only after the commit, and is shielded from cancellation; jobs
+  that commit close together are acknowledged in one call (consumer/acks.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
 from consumer import metrics
+from consumer.acks import Acknowledgements
 from consumer.ingest import insert_batch
 from consumer.limit import AdaptiveLimit
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
@@ -91,6 +93,7 @@ class Consumer:
         self.name = name or consumer_name()
         self.limit = AdaptiveLimit(initial=settings.consumer_concurrency)
         self._ack = script(client, "ack")
+        self._acknowledgements = Acknowledgements(self._acknowledge)
         self._ready: collections.deque[Job] = collections.deque()  # fetched, not yet started
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._acks: set[asyncio.Future[Any]] = set()
@@ -241,7 +244,7 @@ class Consumer:
     async def _handle(self, job: Job, stop: asyncio.Event) -> None:
         started = time.perf_counter()
         if job.raw is None:
-            await self._shielded(self._acknowledge(job.entry_id, 0))
+            await self._shielded(self._acknowledgements.acknowledge(job.entry_id, 0))
             return
         try:
             batch = decode(job.raw)
@@ -258,7 +261,7 @@ class Consumer:
             return
         if inserted is None:
             return  # stopping: the entry stays pending and is redelivered later
-        depth = await self._shielded(self._acknowledge(job.entry_id, inserted))
+        depth = await self._shielded(self._acknowledgements.acknowledge(job.entry_id, inserted))
         self._log_job(job, batch, inserted, started, depth)
 
     async def _insert_with_retry(self, batch: ReadBatch, stop: asyncio.Event) -> int | None:
@@ -329,13 +332,13 @@ class Consumer:
             )
             return None
 
-    async def _acknowledge(self, entry_id: str, inserted: int) -> QueueDepth:
-        """Acknowledge and delete the entry, count it, and read the depth (lua/ack.lua)."""
+    async def _acknowledge(self, entry_ids: list[str], inserted: int) -> QueueDepth:
+        """Acknowledge and delete entries, count them, and read the depth (lua/ack.lua)."""
         keys = self.keys
         second = keys.ingested_second(int(time.time()))
         reply = await self._ack(
             keys=[keys.stream, keys.errors, keys.completed, second, keys.reservations],
-            args=[CONSUMER_GROUP, entry_id, inserted, INGEST_RATE_KEEP_S],
+            args=[CONSUMER_GROUP, INGEST_RATE_KEEP_S, inserted, *entry_ids],
         )
         return QueueDepth.of(reply)
 
