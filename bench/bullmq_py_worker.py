@@ -43,7 +43,7 @@ async def run(database_url: str, redis_url: str, queue: str, concurrency: int) -
     bullmq: Any = importlib.import_module("bullmq")  # untyped: no py.typed marker
     pool = postgres_pool(
         database_url,
-        min_size=1,
+        min_size=concurrency,  # as GridLens's consumer: connections opened at start
         max_size=concurrency,
         statement_timeout_s=INSERT_TIMEOUT_S,
         name="bench-bullmq-py",

@@ -62,6 +62,7 @@ async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
                 "voltage": float8_array(batch.voltage),
                 "register_meters": key not in _registered,
             },
+            prepare=True,  # planned once per connection, not on each of its first 5 uses
         )
         row = await cursor.fetchone()
     _registered.add(key)

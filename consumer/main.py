@@ -25,7 +25,9 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
     client = redis_client(redis_url)
     pool = postgres_pool(
         database_url,
-        min_size=1,
+        # Connections for the starting limit are opened at start, so the first burst of
+        # jobs does not wait for them; more are opened if the limit rises.
+        min_size=settings.consumer_concurrency,
         max_size=AdaptiveLimit.maximum,  # one connection per job in flight, at most
         statement_timeout_s=settings.insert_timeout_s,
         name="gridlens-consumer",

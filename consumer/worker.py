@@ -140,10 +140,11 @@ class Consumer:
     async def _fetch(self, cursor: str) -> str:
         """Fetch claimed, own pending or new entries into the ready queue; return the cursor.
 
-        Up to a whole in-flight limit is fetched at once, so a busy consumer makes one
-        XREADGROUP per several jobs rather than one per job.
+        As many as there are free in-flight slots, several at once when several jobs
+        finished together: entries are not held back from other consumers (nor left
+        for XAUTOCLAIM if this process dies) while they wait behind its jobs.
         """
-        count = self.limit.limit
+        count = self.limit.limit - len(self._in_flight)
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.settings.claim_idle_ms / 2_000
             self._ready.extend(await self._jobs(await self._claim(count), known_new=False))
