@@ -14,8 +14,10 @@ import asyncio
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from bench.servers import bench_services
@@ -23,6 +25,7 @@ from consumer.ingest import insert_batch
 from gridlens.connections import postgres_pool
 from gridlens.kpi_refresh import refresh_stale_days
 from gridlens.settings import Settings
+from gridlens.sqlfiles import query
 from producer.batch import generate_batch
 from producer.fleet import feeder_meters
 
@@ -62,6 +65,14 @@ async def grow(database_url: str, intervals_done: int, intervals: int) -> None:
     await pool.close()
 
 
+async def disk_bytes(pool: AsyncConnectionPool[Any]) -> int:
+    """The reads table, its indexes and the tables the consumer keeps beside it."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query("disk_bytes"))
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def latencies(client: TestClient, path: str) -> tuple[float, float]:  # type: ignore[type-arg]
     samples = []
     for _ in range(CALLS):
@@ -94,9 +105,16 @@ async def measure(database_url: str, redis_url: str) -> None:
         started = time.perf_counter()
         async with postgres_pool(database_url, max_size=1) as pool:
             days = await refresh_stale_days(pool)
+            on_disk = await disk_bytes(pool)
         print(
             f"  kpi features refreshed for {len(days)} day(s) in "
             f"{time.perf_counter() - started:.1f} s"
+        )
+        per_day = on_disk / rows * METERS * 24 * 60 // 15
+        print(
+            f"  on disk: {on_disk / 2**20:,.0f} MiB ({on_disk / rows:.0f} bytes a read, indexes"
+            f" and rollups included): {per_day / 2**30:.2f} GiB a day for {METERS:,} meters"
+            " at 15 minutes"
         )
         app = create_app(settings, database_url, redis_url, settings.api_key or "")
         async with TestClient(TestServer(app)) as client:

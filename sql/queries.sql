@@ -181,3 +181,10 @@ SELECT pg_try_advisory_xact_lock(7349827350)
 
 -- name: theft_refreshed_at
 SELECT refreshed_at FROM public.kpi_refreshed_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+
+-- name: disk_bytes
+-- What the reads take on disk: the table with its indexes and TOAST, and the rollups
+-- and meter registry the insert keeps beside it (bench/kpi.py, for sizing).
+SELECT pg_total_relation_size('public.meter_reads_electric')
+     + pg_total_relation_size('public.meter_reads_rollup')
+     + pg_total_relation_size('public.tenant_meters')
