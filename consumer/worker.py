@@ -11,7 +11,9 @@
   ``max_deliveries`` times, goes to the dead-letter stream with its error.
 * The acknowledgement (XACK + XDEL, so acknowledged work does not pile up in
   Redis) happens only after the commit, and is shielded from cancellation; jobs
-  that commit close together are acknowledged in one call (consumer/acks.py).
+  that commit close together are acknowledged in one call (consumer/acks.py),
+  which also reads new entries for the slots they free: one round trip per
+  completion while busy; the loop's blocking XREADGROUP covers the idle case.
 """
 
 from __future__ import annotations
@@ -98,12 +100,15 @@ class Consumer:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._acks: set[asyncio.Future[Any]] = set()
         self._next_claim = 0.0
+        self._reading_new = False  # past this consumer's own pending entries
+        self._stop = asyncio.Event()  # run()'s
         self._next_cleanup = 0.0
 
     # ------------------------------------------------------------------ the loop
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then finish what is in flight."""
+        self._stop = stop
         await ensure_group(self.client, self.keys)
         metrics.IN_FLIGHT_LIMIT.set(self.limit.limit)
         side_tasks = [
@@ -122,6 +127,7 @@ class Consumer:
                 continue
             try:
                 cursor = await self._fetch(cursor)
+                self._reading_new = cursor == ">"
                 failures = 0
             except RedisError as error:
                 failures += 1
@@ -162,9 +168,16 @@ class Consumer:
             job = self._ready.popleft()
             if job.entry_id in self._in_flight:
                 continue
-            task = asyncio.create_task(self._handle(job, stop))
+            task = asyncio.create_task(self._run_job(job, stop))
             self._in_flight[job.entry_id] = task
             task.add_done_callback(functools.partial(self._finished, job.entry_id))
+
+    async def _run_job(self, job: Job, stop: asyncio.Event) -> None:
+        await self._handle(job, stop)
+        # Hand the slot on at once: entries read with this job's acknowledgement wait in
+        # the ready queue, and the loop may be blocked in XREADGROUP.
+        self._in_flight.pop(job.entry_id, None)
+        self._start_ready(stop)
 
     def _finished(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(entry_id, None)
@@ -227,16 +240,19 @@ class Consumer:
             log.info(
                 "draining", extra={"action": "consumer_drain", "in_flight": len(self._in_flight)}
             )
+        deadline = time.monotonic() + self.settings.shutdown_grace_s
+        while self._in_flight:  # finishing jobs may start the last entries delivered to us
             _, unfinished = await asyncio.wait(
-                self._in_flight.values(), timeout=self.settings.shutdown_grace_s
+                list(self._in_flight.values()), timeout=max(0.0, deadline - time.monotonic())
             )
-            for task in unfinished:
-                task.cancel()  # left pending in the group: redelivered, inserted idempotently
-            if unfinished:
+            if unfinished and time.monotonic() >= deadline:
+                for task in unfinished:
+                    task.cancel()  # left pending in the group: redelivered, inserted idempotently
                 log.warning(
                     "grace period over; unfinished jobs stay pending",
                     extra={"action": "consumer_drain_timeout", "unfinished": len(unfinished)},
                 )
+                break
         if self._acks:  # acknowledgements of committed jobs always complete
             await asyncio.gather(*self._acks, return_exceptions=True)
 
@@ -334,14 +350,36 @@ class Consumer:
             return None
 
     async def _acknowledge(self, entry_ids: list[str], inserted: int) -> QueueDepth:
-        """Acknowledge and delete entries, count them, and read the depth (lua/ack.lua)."""
+        """Acknowledge and delete entries, count them, take new entries for the slots they
+        free, and read the depth: one round trip (lua/ack.lua)."""
         keys = self.keys
         second = keys.ingested_second(int(time.time()))
         reply = await self._ack(
             keys=[keys.stream, keys.errors, keys.completed, second, keys.reservations],
-            args=[CONSUMER_GROUP, INGEST_RATE_KEEP_S, inserted, *entry_ids],
+            args=[
+                CONSUMER_GROUP,
+                INGEST_RATE_KEEP_S,
+                inserted,
+                self.name,
+                self._refill(len(entry_ids)),
+                *entry_ids,
+            ],
         )
-        return QueueDepth.of(reply)
+        *depth, fresh = reply
+        if fresh:
+            self._ready.extend(await self._jobs(_entries(fresh), known_new=True))
+        return QueueDepth.of(depth)
+
+    def _refill(self, freed: int) -> int:
+        """New entries to read with an acknowledgement that frees ``freed`` slots.
+
+        None while stopping, before this consumer's own pending entries are done, or when
+        a claim is due: the loop's own fetch does those.
+        """
+        if self._stop.is_set() or not self._reading_new or time.monotonic() >= self._next_claim:
+            return 0
+        free = self.limit.limit - len(self._in_flight) + freed - len(self._ready)
+        return max(0, min(freed, free))
 
     async def _dead_letter(self, job: Job, error: str) -> None:
         async def move() -> None:
@@ -449,6 +487,13 @@ async def _sleep_unless(stop: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return True
     return False
+
+
+def _entries(reply: list[Any]) -> list[Entry]:
+    """[[id, [field, value, …]], …] as a script returns XREADGROUP's entries."""
+    return [
+        (entry_id, dict(zip(fields[::2], fields[1::2], strict=True))) for entry_id, fields in reply
+    ]
 
 
 def _text(value: bytes | str) -> str:
