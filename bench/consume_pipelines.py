@@ -51,7 +51,7 @@ NODE_PARAMS = (
     "interval_minutes",
     "kwh",
     "voltage",
-    "register_meters",
+    "meter_set",
 )
 
 Process = asyncio.subprocess.Process

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Any, Final
+import hashlib
+import uuid
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -15,40 +16,15 @@ from gridlens.sqlfiles import query
 
 register(psycopg.adapters)  # the binary array parameters below, for every connection
 
-REGISTERED_SETS_KEPT: Final = 4_096  # meter sets known to be in tenant_meters
 
-
-class _RegisteredMeters:
-    """Meter sets this process has registered in tenant_meters already.
-
-    A fleet's jobs carry the same meters every interval: after the first time, the
-    insert need not try to register them again (a miss only costs that attempt).
-    """
-
-    def __init__(self) -> None:
-        self._sets: OrderedDict[tuple[str, bytes], None] = OrderedDict()
-
-    @staticmethod
-    def key(batch: ReadBatch) -> tuple[str, bytes]:
-        numbers = np.ascontiguousarray(batch.meter_numbers, dtype=np.int64)
-        return batch.tenant_id, numbers.tobytes()
-
-    def __contains__(self, key: tuple[str, bytes]) -> bool:
-        return key in self._sets
-
-    def add(self, key: tuple[str, bytes]) -> None:
-        self._sets[key] = None
-        self._sets.move_to_end(key)
-        if len(self._sets) > REGISTERED_SETS_KEPT:
-            self._sets.popitem(last=False)
-
-
-_registered = _RegisteredMeters()
+def meter_set(batch: ReadBatch) -> uuid.UUID:
+    """The batch's meter set as tenant_meter_sets keys it (sql/migrations/0006)."""
+    numbers = np.ascontiguousarray(batch.meter_numbers, dtype="<i8")
+    return uuid.UUID(bytes=hashlib.sha256(numbers.tobytes()).digest()[:16])
 
 
 async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
     """Insert the batch (one statement, one transaction); return the rows that were new."""
-    key = _registered.key(batch)
     async with pool.connection() as conn:
         cursor = await conn.execute(
             query("insert_reads"),
@@ -60,10 +36,9 @@ async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
                 "meter_ids": meter_id_array(batch.tenant_id, batch.meter_numbers),
                 "kwh": float8_array(batch.kwh),
                 "voltage": float8_array(batch.voltage),
-                "register_meters": key not in _registered,
+                "meter_set": meter_set(batch),
             },
             prepare=True,  # planned once per connection, not on each of its first 5 uses
         )
         row = await cursor.fetchone()
-    _registered.add(key)
     return int(row[0]) if row else 0

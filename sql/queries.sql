@@ -4,8 +4,8 @@
 -- name: insert_reads
 -- One statement per job: the whole batch as binary arrays, unnested server-side.
 -- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
--- add update the status rollups in the same statement, hence the same transaction;
--- register_meters is false when the caller knows these meters are registered already.
+-- add update the status rollups in the same statement, hence the same transaction; the
+-- meters are registered only by the job that registers their meter set (0006).
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
         (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage)
@@ -15,9 +15,15 @@ WITH new_reads AS (
          AS batch (meter_id, kwh, voltage)
     ON CONFLICT (tenant_id, meter_id, read_at) DO NOTHING
     RETURNING meter_id
+), new_set AS (
+    INSERT INTO public.tenant_meter_sets (tenant_id, meter_set)
+    VALUES (%(tenant_id)s, %(meter_set)s::uuid)
+    ON CONFLICT (tenant_id, meter_set) DO NOTHING
+    RETURNING meter_set
 ), new_meters AS (
     INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
-    SELECT %(tenant_id)s, meter_id, %(read_at)s FROM new_reads WHERE %(register_meters)s
+    SELECT %(tenant_id)s, meter_id, %(read_at)s FROM new_reads
+    WHERE EXISTS (SELECT FROM new_set)
     ON CONFLICT (tenant_id, meter_id) DO NOTHING
 ), counted AS (
     INSERT INTO public.meter_reads_rollup AS rollup (tenant_id, read_at, feeder_id, reads)
@@ -85,9 +91,10 @@ WHERE tenant_id = %(tenant_id)s
 
 -- name: rebuild_rollups
 -- Recompute the rollups from meter_reads_electric (after rows were written or deleted
--- outside the consumer). Takes a lock that pauses inserts while it runs.
+-- outside the consumer). Takes a lock that pauses inserts while it runs. The meter-set
+-- registry starts again empty: the next job of each set registers its meters again.
 LOCK TABLE public.meter_reads_electric IN SHARE MODE;
-TRUNCATE public.tenant_meters, public.meter_reads_rollup;
+TRUNCATE public.tenant_meters, public.tenant_meter_sets, public.meter_reads_rollup;
 INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
 SELECT tenant_id, meter_id, MIN(read_at) FROM public.meter_reads_electric
 GROUP BY tenant_id, meter_id;
@@ -188,3 +195,4 @@ SELECT refreshed_at FROM public.kpi_refreshed_days WHERE tenant_id = %(tenant_id
 SELECT pg_total_relation_size('public.meter_reads_electric')
      + pg_total_relation_size('public.meter_reads_rollup')
      + pg_total_relation_size('public.tenant_meters')
+     + pg_total_relation_size('public.tenant_meter_sets')

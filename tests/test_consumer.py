@@ -261,6 +261,36 @@ async def test_rollups_can_be_rebuilt_from_the_table(pool: AsyncConnectionPool[A
     assert after is not None and after[:2] == (1, 1)
 
 
+async def test_meters_are_registered_again_after_a_rebuild_forgot_them(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """The meter-set registry is cleared with the rollups: a set's next job registers its
+    meters again, so status keeps COUNT(DISTINCT meter_id) after rows were deleted."""
+    from consumer.ingest import insert_batch
+    from gridlens.sqlfiles import query
+
+    tenant = "SETS_" + uuid.uuid4().hex[:8]
+    await insert_batch(pool, feeder_batch(tenant, 1))
+    async with pool.connection() as conn:
+        await conn.execute(  # half the meters' reads deleted outside the consumer
+            b"DELETE FROM meter_reads_electric WHERE tenant_id = %s AND meter_id > %s",
+            [tenant, f"{tenant}-MTR-06251"],
+        )
+        await conn.execute(query("rebuild_rollups"))
+    await insert_batch(
+        pool, dataclasses.replace(feeder_batch(tenant, 1), read_at=READ_AT.replace(hour=13))
+    )
+    async with pool.connection() as conn:
+        rolled = await (
+            await conn.execute(query("tenant_status"), {"tenant_id": tenant})
+        ).fetchone()
+        scanned = await (
+            await conn.execute(query("tenant_status_scan"), {"tenant_id": tenant})
+        ).fetchone()
+    assert rolled == scanned
+    assert rolled is not None and rolled[0] == 500
+
+
 async def test_an_acknowledgement_reads_new_entries_for_the_slots_it_frees(
     redis: aioredis.Redis, settings: Settings
 ) -> None:

@@ -2,7 +2,9 @@
 // Each job's data is a GridLens stream entry (gridlens/entry.py: meters as a list or as
 // first/step/count, kWh in 0.0001 kWh and volts in 0.1 V as integers); it is
 // inserted by the same statement as GridLens's consumer (sql/queries.sql, insert_reads, with
-// $1..$7 placeholders). Prints "ready" when connected; SIGTERM (or stdin closing) stops it.
+// $1..$8 placeholders). Prints "ready" when connected; SIGTERM (or stdin closing) stops it.
+import { createHash } from 'node:crypto';
+
 import { Worker } from 'bullmq';
 import pg from 'pg';
 
@@ -22,13 +24,18 @@ function meterNumbers(meters) {
   return Array.from({ length: meters.count }, (_, i) => meters.first + i * meters.step);
 }
 
-// Meter sets already registered in tenant_meters, as GridLens's consumer keeps them.
-const registered = new Set();
+// The key of tenant_meter_sets, as consumer/ingest.py computes it: the first 16 bytes of
+// the SHA-256 of the meter numbers as 64-bit little-endian integers, as a UUID.
+function meterSet(numbers) {
+  const bytes = Buffer.from(BigInt64Array.from(numbers, BigInt).buffer);
+  const hex = createHash('sha256').update(bytes).digest('hex').slice(0, 32);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 async function insertBatch(job) {
   const { tenantId, feederId, readAt, intervalMinutes, meters, kwh, voltage } = job.data;
-  const meterIds = meterNumbers(meters).map((number) => meterId(tenantId, number));
-  const meterSet = `${tenantId}:${meterIds[0]}:${meterIds.length}:${meterIds.at(-1)}`;
+  const numbers = meterNumbers(meters);
+  const meterIds = numbers.map((number) => meterId(tenantId, number));
   const result = await pool.query(config.sql, [
     tenantId,
     meterIds,
@@ -37,9 +44,8 @@ async function insertBatch(job) {
     intervalMinutes,
     kwh.map((value) => value / KWH_SCALE),
     voltage.map((value) => value / VOLTAGE_SCALE),
-    !registered.has(meterSet),
+    meterSet(numbers),
   ]);
-  registered.add(meterSet);
   return Number(result.rows[0].count);
 }
 
