@@ -216,9 +216,24 @@ FOR EACH ROW WHEN (NEW.tenant_id LIKE 'POISON%') EXECUTE FUNCTION poison();
 """
 
 
+async def status_from_rollups_and_scan(
+    pool: AsyncConnectionPool[Any], tenant: str
+) -> tuple[Any, Any]:
+    """(meters, reads, latest) of the tenant, from the rollups and from the table."""
+    from gridlens.sqlfiles import query
+
+    async with pool.connection() as conn:
+        rolled = await (
+            await conn.execute(query("tenant_status"), {"tenant_id": tenant})
+        ).fetchone()
+        scanned = await (
+            await conn.execute(query("tenant_status_scan"), {"tenant_id": tenant})
+        ).fetchone()
+    return rolled, scanned
+
+
 async def test_status_rollups_match_the_table_exactly(pool: AsyncConnectionPool[Any]) -> None:
     from consumer.ingest import insert_batch
-    from gridlens.sqlfiles import query
 
     tenant = "ROLLUP_" + uuid.uuid4().hex[:8]
     later = dataclasses.replace(feeder_batch(tenant, 1), read_at=READ_AT.replace(hour=13))
@@ -230,13 +245,7 @@ async def test_status_rollups_match_the_table_exactly(pool: AsyncConnectionPool[
         feeder_batch(tenant, 2, 10),
     ):
         await insert_batch(pool, batch)
-    async with pool.connection() as conn:
-        rolled = await (
-            await conn.execute(query("tenant_status"), {"tenant_id": tenant})
-        ).fetchone()
-        scanned = await (
-            await conn.execute(query("tenant_status_scan"), {"tenant_id": tenant})
-        ).fetchone()
+    rolled, scanned = await status_from_rollups_and_scan(pool, tenant)
     assert rolled == scanned == (1_000, 1_500, READ_AT.replace(hour=13))
 
 
@@ -280,13 +289,7 @@ async def test_meters_are_registered_again_after_a_rebuild_forgot_them(
     await insert_batch(
         pool, dataclasses.replace(feeder_batch(tenant, 1), read_at=READ_AT.replace(hour=13))
     )
-    async with pool.connection() as conn:
-        rolled = await (
-            await conn.execute(query("tenant_status"), {"tenant_id": tenant})
-        ).fetchone()
-        scanned = await (
-            await conn.execute(query("tenant_status_scan"), {"tenant_id": tenant})
-        ).fetchone()
+    rolled, scanned = await status_from_rollups_and_scan(pool, tenant)
     assert rolled == scanned
     assert rolled is not None and rolled[0] == 500
 
