@@ -39,6 +39,11 @@ class AdaptiveLimit:
     def limit(self) -> int:
         return round(self._limit)
 
+    @property
+    def recent_latency_s(self) -> float:
+        """The short-term average insert latency (0 before the first insert)."""
+        return self._short or 0.0
+
     def observe(self, latency_s: float) -> int:
         """Account for one successful insert's latency; return the new limit."""
         self._short = _average(self._short, latency_s, self.short_samples)

@@ -58,3 +58,14 @@ async def test_a_failed_call_fails_each_of_its_jobs_and_the_next_call_still_goes
             await future
     call.error = None
     assert (await acks.acknowledge("9-0", 500)).waiting == 2
+
+
+async def test_a_busy_consumer_gathers_acknowledgements_for_its_window() -> None:
+    call = Recorder()
+    call.release.set()
+    acks = Acknowledgements(call, gather=lambda: 0.02)
+    first = acks.acknowledge("1-0", 500)
+    await asyncio.sleep(0.005)  # within the window: goes with the first
+    second = acks.acknowledge("2-0", 500)
+    await asyncio.gather(first, second)
+    assert call.calls == [(["1-0", "2-0"], 1000)]
