@@ -163,9 +163,12 @@ def _meter_numbers(meters: Any) -> Any:
         raise EntryError("meters must be a list, or integers first, step and count")
     if not 0 < meters["count"] <= HARD_MAX_BATCH_SIZE or meters["step"] < 1:
         raise EntryError(f"a batch holds 1 to {HARD_MAX_BATCH_SIZE} meters, step 1 or more")
-    return list(
-        range(meters["first"], meters["first"] + meters["step"] * meters["count"], meters["step"])
-    )
+    first, step, count = meters["first"], meters["step"], meters["count"]
+    last = first + step * (count - 1)
+    if not (first >= 1 and last <= MAX_METER_NUMBER):  # also keeps them within int64
+        raise EntryError(f"meter numbers must be integers in 1..{MAX_METER_NUMBER}")
+    # A one-meter batch may carry any step: keep it within int64 too.
+    return np.arange(first, last + 1, min(step, MAX_METER_NUMBER), dtype=np.int64)
 
 
 def _checked_columns(meters: Any, kwh: Any, voltage: Any) -> tuple[np.ndarray[Any, Any], ...]:

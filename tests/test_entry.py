@@ -55,6 +55,11 @@ def test_the_same_batch_encodes_to_the_same_bytes() -> None:
     assert encode(batch()) == encode(batch())
 
 
+def test_a_one_meter_progression_may_carry_any_step() -> None:
+    raw = document(meters={"first": 7, "step": 2**63, "count": 1}, kwh=[1], voltage=[1200])
+    assert list(decode(raw).meter_numbers) == [7]
+
+
 def test_a_feeders_meters_travel_as_a_progression_and_values_as_integers() -> None:
     body = orjson.loads(encode(batch()))
     assert body["meters"] == {"first": 3, "step": 25, "count": 3}
@@ -99,6 +104,9 @@ def document(**changes: Any) -> bytes:
         (document(meters={"first": 1, "step": 25}), "meters must be a list, or integers"),
         (document(meters={"first": 1, "step": 0, "count": 3}), "step 1 or more"),
         (document(meters={"first": 1, "step": 25, "count": 501}), "1 to 500 meters"),
+        (document(meters={"first": 2**63, "step": 1, "count": 3}), "meter numbers must be"),
+        (document(meters={"first": 0, "step": 1, "count": 3}), "meter numbers must be"),
+        (document(meters={"first": 1, "step": 2**63, "count": 3}), "meter numbers must be"),
         (document(meters={"first": 1, "step": 25, "count": 2}), "differ in length"),
         (document(voltage="120"), "must be arrays"),
     ],
