@@ -102,8 +102,9 @@ class Consumer:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._acks: set[asyncio.Future[Any]] = set()
         self._next_claim = 0.0
-        self._reading_new = False  # past this consumer's own pending entries
-        self._stop = asyncio.Event()  # run()'s
+        # First this consumer's own pending entries ("0"), then new ones (">").
+        self._cursor = "0"
+        self._stop = asyncio.Event()  # run()'s, once it runs
         self._next_cleanup = 0.0
 
     # ------------------------------------------------------------------ the loop
@@ -118,18 +119,16 @@ class Consumer:
             asyncio.create_task(self._keepalive()),
         ]
         log.info("consumer started", extra={"action": "consumer_start", "consumer": self.name})
-        cursor = "0"  # first this consumer's own pending entries, then new ones (">")
         failures = 0
         while not stop.is_set():
-            self._start_ready(stop)
+            self._start_ready()
             if len(self._in_flight) >= self.limit.limit or self._ready:
                 await asyncio.wait(
                     self._in_flight.values(), timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 continue
             try:
-                cursor = await self._fetch(cursor)
-                self._reading_new = cursor == ">"
+                self._cursor = await self._fetch(self._cursor)
                 failures = 0
             except RedisError as error:
                 failures += 1
@@ -138,7 +137,7 @@ class Consumer:
                     extra={"action": "redis_retry", "error": str(error)},
                 )
                 await _sleep_unless(stop, backoff_s(failures))
-        self._start_ready(stop, everything=True)  # delivered to us already: finish them too
+        self._start_ready(everything=True)  # delivered to us already: finish them too
         await self._drain()
         for task in side_tasks:
             task.cancel()
@@ -165,21 +164,21 @@ class Consumer:
             return entries[-1][0].decode() if entries else ">"
         return cursor
 
-    def _start_ready(self, stop: asyncio.Event, *, everything: bool = False) -> None:
+    def _start_ready(self, *, everything: bool = False) -> None:
         while self._ready and (everything or len(self._in_flight) < self.limit.limit):
             job = self._ready.popleft()
             if job.entry_id in self._in_flight:
                 continue
-            task = asyncio.create_task(self._run_job(job, stop))
+            task = asyncio.create_task(self._run_job(job))
             self._in_flight[job.entry_id] = task
             task.add_done_callback(functools.partial(self._finished, job.entry_id))
 
-    async def _run_job(self, job: Job, stop: asyncio.Event) -> None:
-        await self._handle(job, stop)
+    async def _run_job(self, job: Job) -> None:
+        await self._handle(job)
         # Hand the slot on at once: entries read with this job's acknowledgement wait in
         # the ready queue, and the loop may be blocked in XREADGROUP.
         self._in_flight.pop(job.entry_id, None)
-        self._start_ready(stop)
+        self._start_ready()
 
     def _finished(self, entry_id: str, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(entry_id, None)
@@ -260,7 +259,7 @@ class Consumer:
 
     # ------------------------------------------------------------------ one job
 
-    async def _handle(self, job: Job, stop: asyncio.Event) -> None:
+    async def _handle(self, job: Job) -> None:
         started = time.perf_counter()
         if job.raw is None:
             await self._shielded(self._acknowledgements.acknowledge(job.entry_id, 0))
@@ -274,7 +273,7 @@ class Consumer:
             await self._dead_letter(job, await self._last_error(job))
             return
         try:
-            inserted = await self._insert_with_retry(batch, stop)
+            inserted = await self._insert_with_retry(batch)
         except psycopg.Error as error:  # not transient: the data, not the database
             await self._failed(job, error)
             return
@@ -283,7 +282,7 @@ class Consumer:
         depth = await self._shielded(self._acknowledgements.acknowledge(job.entry_id, inserted))
         self._log_job(job, batch, inserted, started, depth)
 
-    async def _insert_with_retry(self, batch: ReadBatch, stop: asyncio.Event) -> int | None:
+    async def _insert_with_retry(self, batch: ReadBatch) -> int | None:
         attempt = 0
         while True:
             started = time.perf_counter()
@@ -306,7 +305,7 @@ class Consumer:
                         else type(error).__name__,
                     },
                 )
-                if stop.is_set() or not await _sleep_unless(stop, delay):
+                if self._stop.is_set() or not await _sleep_unless(self._stop, delay):
                     return None
                 continue
             metrics.IN_FLIGHT_LIMIT.set(self.limit.observe(time.perf_counter() - started))
@@ -387,7 +386,7 @@ class Consumer:
         None while stopping, before this consumer's own pending entries are done, or when
         a claim is due: the loop's own fetch does those.
         """
-        if self._stop.is_set() or not self._reading_new or time.monotonic() >= self._next_claim:
+        if self._stop.is_set() or self._cursor != ">" or time.monotonic() >= self._next_claim:
             return 0
         free = self.limit.limit - len(self._in_flight) + freed - len(self._ready)
         return max(0, min(freed, free))

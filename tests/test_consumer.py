@@ -40,12 +40,15 @@ def feeder_batch(tenant_id: str, feeder: int, meters: int = 500) -> ReadBatch:
 
 
 async def run_until_drained(
-    settings: Settings, client: aioredis.Redis, pool: AsyncConnectionPool[Any]
+    settings: Settings,
+    client: aioredis.Redis,
+    pool: AsyncConnectionPool[Any],
+    name: str | None = None,
 ) -> None:
     """Run one consumer until the stream is empty and nothing is pending."""
     stop = asyncio.Event()
     keys = Keys(settings.redis_namespace)
-    running = asyncio.create_task(Consumer(settings, client, pool).run(stop))
+    running = asyncio.create_task(Consumer(settings, client, pool, name=name).run(stop))
     for _ in range(400):
         depth = await queue_depth(client, keys)
         if depth.waiting == 0 and depth.pending == 0:
@@ -135,14 +138,7 @@ async def test_pending_entries_of_a_restarted_consumer_are_finished_first(
     # A consumer of this name took the entry and died before acknowledging it.
     await redis.xreadgroup("ingest", "restarted", {keys.stream: ">"}, count=1)
     assert (await queue_depth(redis, keys)).pending == 1
-    stop = asyncio.Event()
-    running = asyncio.create_task(Consumer(settings, redis, pool, name="restarted").run(stop))
-    for _ in range(100):
-        if (await queue_depth(redis, keys)).pending == 0:
-            break
-        await asyncio.sleep(0.05)
-    stop.set()
-    await running
+    await run_until_drained(settings, redis, pool, name="restarted")
     assert len(await rows(pool, tenant)) == 500
 
 
