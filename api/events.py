@@ -9,7 +9,7 @@ from api.context import context
 from api.errors import ApiError
 from api.openapi import PATHS, error_response, ok_response
 from api.responses import json_response
-from gridlens.entry import TENANT_PATTERN
+from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
 from producer.event_store import create_event, delete_event, list_events
 from producer.events import EventError, parse_event
 
@@ -22,7 +22,7 @@ _EVENT_BODY = {
     "properties": {
         "tenantId": {"type": "string", "pattern": TENANT_PATTERN.pattern},
         "type": {"type": "string", "enum": ["theft", "voltage-sag", "comms-outage"]},
-        "feederId": {"type": "string", "pattern": "^FEEDER_[1-9][0-9]?$"},
+        "feederId": {"type": "string", "pattern": FEEDER_PATTERN.pattern},
         "startsAt": {"type": "string", "format": "date-time"},
         "endsAt": {"type": "string", "format": "date-time"},
         "durationMinutes": {"type": "integer", "minimum": 1},
@@ -44,7 +44,7 @@ _EVENT_BODY = {
         "depthPct": {"type": "number", "exclusiveMinimum": 0, "maximum": 50, "default": 10},
     },
 }
-_TENANT_QUERY = {
+TENANT_QUERY = {  # the tenantId query parameter of the read endpoints (tenant_parameter)
     "name": "tenantId",
     "in": "query",
     "required": True,
@@ -66,7 +66,7 @@ PATHS["/api/ami/events"] = {
     },
     "get": {
         "summary": "The tenant's events",
-        "parameters": [_TENANT_QUERY],
+        "parameters": [TENANT_QUERY],
         "responses": {
             "200": ok_response("events, oldest first"),
             "400": error_response("tenantId missing or invalid"),

@@ -10,7 +10,7 @@ from aiohttp import web
 from psycopg.rows import dict_row
 
 from api.context import ApiContext, context
-from api.events import tenant_parameter
+from api.events import TENANT_QUERY, tenant_parameter
 from api.openapi import PATHS, error_response, ok_response
 from api.responses import json_response
 from gridlens.sqlfiles import query
@@ -24,9 +24,7 @@ THEFT_BUDGET_MS = 2_000  # a safety net: the theft section gives up past this
 PATHS["/api/ami/kpi/quickcheck"] = {
     "get": {
         "summary": "Feeder load, completeness, voltage anomalies and theft suspects, latest",
-        "parameters": [
-            {"name": "tenantId", "in": "query", "required": True, "schema": {"type": "string"}}
-        ],
+        "parameters": [TENANT_QUERY],
         "responses": {
             "200": ok_response("the summary; empty lists when the tenant has no reads"),
             "400": error_response("tenantId missing or invalid"),

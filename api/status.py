@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from api.context import ApiContext, context
-from api.events import tenant_parameter
+from api.events import TENANT_QUERY, tenant_parameter
 from api.openapi import PATHS, error_response, ok_response
 from api.responses import json_response
 from gridlens.queue import queue_depth
@@ -23,9 +23,7 @@ RATE_WINDOW_S = 10  # the ingest rate is averaged over the last full seconds
 PATHS["/api/ami/scale/status"] = {
     "get": {
         "summary": "Reads stored for the tenant, queue depth, consumers and ingest rate",
-        "parameters": [
-            {"name": "tenantId", "in": "query", "required": True, "schema": {"type": "string"}}
-        ],
+        "parameters": [TENANT_QUERY],
         "responses": {
             "200": ok_response("status"),
             "400": error_response("tenantId missing or invalid"),

@@ -27,7 +27,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from gridlens.entry import TENANT_PATTERN
+from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
 from gridlens.timestamps import parse_utc
 from producer.model import MINUTES_PER_DAY, honest_kwh
 from producer.randomness import FloatArray, Stream, uniform
@@ -53,7 +53,6 @@ MIN_WINDOW_HOURS: Final = 4.0  # h2's daily zero window, when drawn
 MAX_WINDOW_HOURS: Final = 10.0
 DEFAULT_DEPTH_PCT: Final = 10.0
 MAX_DURATION: Final = timedelta(days=366)
-FEEDER_PATTERN: Final = re.compile(r"^FEEDER_([1-9][0-9]?)$")
 _COMMON_FIELDS: Final = frozenset(
     {"tenantId", "type", "feederId", "startsAt", "endsAt", "durationMinutes", "fraction"}
 )

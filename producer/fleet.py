@@ -22,10 +22,6 @@ def feeder_id(feeder: int) -> str:
     return f"FEEDER_{feeder}"
 
 
-def feeder_number(feeder_id_text: str) -> int:
-    return int(feeder_id_text.removeprefix("FEEDER_"))
-
-
 def feeder_of(meter_numbers: IntArray, feeder_count: int) -> IntArray:
     """The feeder number of each meter."""
     return (meter_numbers - 1) % feeder_count + 1
