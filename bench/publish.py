@@ -20,6 +20,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from bench.servers import bench_services
+from gridlens.api_client import wait_ready
 from gridlens.entry import ENTRY_FIELD, decode
 from gridlens.keys import Keys
 
@@ -54,14 +55,9 @@ def fullest_second(entries: list[tuple[int, int]]) -> int:
 
 async def measure(pid: int, redis_url: str) -> None:
     base = f"http://127.0.0.1:{PORT}"
+    if not await wait_ready(base, within_s=30):
+        raise SystemExit(f"bench publish: the API at {base} did not become ready")
     async with aiohttp.ClientSession() as session:
-        for _ in range(300):
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
         cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         async with session.post(

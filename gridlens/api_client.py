@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -32,6 +33,22 @@ class ApiFailure(RuntimeError):
 class Answer:
     status: int
     body: dict[str, Any]
+
+
+async def wait_ready(base_url: str, within_s: float, stop: asyncio.Event | None = None) -> bool:
+    """Poll the API's /readyz until it answers 200 (True), ``within_s`` passes or ``stop``
+    is set (False)."""
+    deadline = time.monotonic() + within_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while not (stop and stop.is_set()) and time.monotonic() < deadline:
+            try:
+                async with session.get(f"{base_url}/readyz") as response:
+                    if response.status == 200:
+                        return True
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+    return False
 
 
 def api_key_for(settings: Settings) -> str:

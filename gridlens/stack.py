@@ -6,10 +6,8 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
-import aiohttp
-
+from gridlens.api_client import wait_ready
 from gridlens.apikey import ensure_api_key
 from gridlens.connections import verify_services
 from gridlens.embedded import ServiceUrls, running_services
@@ -63,25 +61,11 @@ async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> Non
     supervisor = Supervisor(children, env, grace_s=settings.shutdown_grace_s + 5)
     running = asyncio.create_task(supervisor.run(stop))
     base = f"http://{settings.host}:{settings.port}"
-    if await _wait_ready(base, stop):
+    if await wait_ready(base, READY_TIMEOUT_S, stop):
         print(banner(base, api_key, settings), flush=True)
-    await running
-
-
-async def _wait_ready(base: str, stop: asyncio.Event) -> bool:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        return True
-            except (aiohttp.ClientError, TimeoutError):
-                pass
-            await asyncio.sleep(0.25)
-    if not stop.is_set():
+    elif not stop.is_set():
         log.error("api not ready", extra={"action": "stack_not_ready", "url": f"{base}/readyz"})
-    return False
+    await running
 
 
 def banner(base: str, api_key: str, settings: Settings) -> str:

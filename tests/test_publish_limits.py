@@ -22,6 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bench.publish import fullest_second
+from gridlens.api_client import wait_ready
 from gridlens.embedded import free_port
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
@@ -66,18 +67,6 @@ def api_processes(
             process.wait(30)
 
 
-async def wait_ready(session: aiohttp.ClientSession, base: str) -> None:
-    for _ in range(200):
-        try:
-            async with session.get(f"{base}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{base} not ready")
-
-
 async def test_ten_concurrent_publishes_on_two_processes_hold_every_limit(
     api_processes: list[str], settings: Settings, redis: aioredis.Redis, namespace: str
 ) -> None:
@@ -101,7 +90,7 @@ async def test_ten_concurrent_publishes_on_two_processes_hold_every_limit(
 
     async with aiohttp.ClientSession() as session:
         for base in api_processes:
-            await wait_ready(session, base)
+            assert await wait_ready(base, within_s=20), f"{base} not ready"
 
         async def publish(n: int) -> tuple[int, Any]:
             body = {"tenantId": tenants[n % 2], "meterCount": 5_000, "feederCount": 10}
