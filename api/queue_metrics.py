@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from redis.exceptions import RedisError
 
 from api.context import ApiContext
 from api.status import live_consumers, queue_summary
@@ -97,7 +98,7 @@ async def refresh(ctx: ApiContext) -> None:
     try:
         async with asyncio.timeout(SCRAPE_TIMEOUT_S):
             summary, consumers = await asyncio.gather(queue_summary(ctx), live_consumers(ctx))
-    except Exception:  # Redis down or slow: say so in gridlens_redis_up
+    except (RedisError, OSError, TimeoutError):  # down or slow: gridlens_redis_up says so
         summary, alive = None, 0
     else:
         alive = consumers["consumersAlive"]
