@@ -34,8 +34,7 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
         autocommit=True,  # one INSERT per job: committed when it returns
     )
     if settings.metrics_port is not None:
-        start_http_server(settings.metrics_port, addr=settings.host)
-        log.info("metrics served", extra={"action": "metrics_start", "port": settings.metrics_port})
+        serve_metrics(settings.host, settings.metrics_port)
     try:
         await pool.open(wait=False)
         await Consumer(settings, client, pool).run(stop)
@@ -43,3 +42,20 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
         await pool.close()
         await client.aclose()
     log.info("consumer stopped", extra={"action": "consumer_stop"})
+
+
+def serve_metrics(host: str, port: int) -> None:
+    """Serve /metrics; a port already taken is logged, and ingesting goes on without it.
+
+    Restarting would not free the port, and a consumer that crash-loops ingests
+    nothing; Prometheus shows the missing target (GridLensScrapeTargetDown).
+    """
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        log.error(
+            "metrics port unavailable; consuming without metrics",
+            extra={"action": "metrics_unavailable", "port": port, "error": str(exc)},
+        )
+        return
+    log.info("metrics served", extra={"action": "metrics_start", "port": port})

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,11 +97,13 @@ def consumers(
     group.stop()
 
 
-async def publish_25000(settings: Settings, redis: aioredis.Redis, tenant: str) -> Published:
+async def publish_25000(
+    settings: Settings, redis: aioredis.Redis, tenant: str, meters: int = 25_000
+) -> Published:
     request = parse_publish_request(
         {
             "tenantId": tenant,
-            "meterCount": 25_000,
+            "meterCount": meters,
             "feederCount": 25,
             "readAt": READ_AT.isoformat(),
         },
@@ -112,14 +115,19 @@ async def publish_25000(settings: Settings, redis: aioredis.Redis, tenant: str) 
 
 
 async def wait_ingested(
-    database_url: str, redis: aioredis.Redis, keys: Keys, tenant: str, timeout_s: float = 90.0
+    database_url: str,
+    redis: aioredis.Redis,
+    keys: Keys,
+    tenant: str,
+    timeout_s: float = 90.0,
+    meters: int = 25_000,
 ) -> int:
     """Rows for the tenant's READ_AT once the queue is empty (waiting and pending)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
         depth = await queue_depth(redis, keys)
         count = await read_count(database_url, tenant)
-        if (depth.waiting == 0 and depth.pending == 0 and count >= 25_000) or (
+        if (depth.waiting == 0 and depth.pending == 0 and count >= meters) or (
             asyncio.get_running_loop().time() > deadline
         ):
             return count
@@ -250,6 +258,33 @@ async def test_republishing_an_interval_inserts_nothing_and_changes_no_row(
     assert len(again) == 50
     assert {record["insertCount"] for record in again} == {0}
     assert await fingerprint(database_url, tenant) == before
+
+
+async def test_a_consumer_whose_metrics_port_is_taken_ingests_without_metrics(
+    database_url: str,
+    servers: Servers,
+    settings: Settings,
+    redis: aioredis.Redis,
+    tenant: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    keys = Keys(settings.redis_namespace)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        group = Consumers(
+            database_url, servers.redis_url, namespace, tmp_path, GRIDLENS_METRICS_PORT=str(port)
+        )
+        group.start(1)
+        try:
+            await publish_25000(settings, redis, tenant, meters=2_000)
+            assert await wait_ingested(database_url, redis, keys, tenant, meters=2_000) == 2_000
+            assert group.processes[0].poll() is None, "the consumer exited"
+            [unavailable] = group.records("metrics_unavailable")
+            assert unavailable["port"] == port
+            assert group.records("metrics_start") == []
+        finally:
+            group.stop()
 
 
 async def fingerprint(database_url: str, tenant: str) -> str:

@@ -158,7 +158,7 @@ def test_make_run_serves_restarts_children_stops_cleanly_and_keeps_data(
         client.set("{gridlens}:marker", b"kept")
 
     consumers = [pid for pid, cmd in processes_of(data_dir).items() if "gridlens consume" in cmd]
-    assert len(consumers) == 1
+    assert len(consumers) == 1, (tmp_path / "first.log").read_text()[-3000:]
     os.kill(consumers[0], signal.SIGKILL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
