@@ -4,8 +4,9 @@
 -- name: insert_reads
 -- One statement per job: the whole batch as binary arrays, unnested server-side.
 -- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
--- add update the status rollups in the same statement, hence the same transaction; the
--- meters are registered only by the job that registers their meter set (0006).
+-- add update the status rollups in the same statement, hence the same transaction, in a
+-- row of the job's own meter set (0007); the meters are registered only by the job that
+-- registers their meter set (0006).
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
         (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage)
@@ -26,10 +27,10 @@ WITH new_reads AS (
     WHERE EXISTS (SELECT FROM new_set)
     ON CONFLICT (tenant_id, meter_id) DO NOTHING
 ), counted AS (
-    INSERT INTO public.meter_reads_rollup AS rollup (tenant_id, read_at, feeder_id, reads)
-    SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, COUNT(*) FROM new_reads
+    INSERT INTO public.meter_reads_rollup AS rollup (tenant_id, read_at, feeder_id, meter_set, reads)
+    SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, %(meter_set)s::uuid, COUNT(*) FROM new_reads
     HAVING COUNT(*) > 0
-    ON CONFLICT (tenant_id, read_at, feeder_id) DO UPDATE SET reads = rollup.reads + EXCLUDED.reads
+    ON CONFLICT (tenant_id, read_at, feeder_id, meter_set) DO UPDATE SET reads = rollup.reads + EXCLUDED.reads
 )
 SELECT COUNT(*) FROM new_reads
 

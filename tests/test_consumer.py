@@ -25,8 +25,9 @@ from gridlens.settings import Settings
 READ_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
-def feeder_batch(tenant_id: str, feeder: int, meters: int = 500) -> ReadBatch:
-    numbers = [feeder + 25 * n for n in range(meters)]
+def feeder_batch(tenant_id: str, feeder: int, meters: int = 500, first: int = 0) -> ReadBatch:
+    """The feeder's meters number first .. first + meters - 1 of 25 feeders, in one batch."""
+    numbers = [feeder + 25 * n for n in range(first, first + meters)]
     return ReadBatch(
         publish_id="test",
         tenant_id=tenant_id,
@@ -243,6 +244,29 @@ async def test_status_rollups_match_the_table_exactly(pool: AsyncConnectionPool[
         await insert_batch(pool, batch)
     rolled, scanned = await status_from_rollups_and_scan(pool, tenant)
     assert rolled == scanned == (1_000, 1_500, READ_AT.replace(hour=13))
+
+
+async def test_jobs_of_one_feeder_and_interval_do_not_wait_for_each_other(
+    database_url: str,
+) -> None:
+    """Consecutive jobs of one feeder run together; neither waits for the other's commit."""
+    from consumer.ingest import insert_reads
+    from gridlens.sqlfiles import query
+
+    tenant = "NOWAIT_" + uuid.uuid4().hex[:8]
+    first, second = feeder_batch(tenant, 1), feeder_batch(tenant, 1, first=500)
+    async with (
+        await psycopg.AsyncConnection.connect(database_url) as holding,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as other,
+    ):
+        assert await insert_reads(holding, first) == 500  # its transaction stays open
+        await other.execute(b"SET lock_timeout = '2s'")  # a wait would fail, not hang
+        assert await insert_reads(other, second) == 500
+        await holding.commit()
+        rolled = await (
+            await other.execute(query("tenant_status"), {"tenant_id": tenant})
+        ).fetchone()
+    assert rolled == (1_000, 1_000, READ_AT)
 
 
 async def test_rollups_can_be_rebuilt_from_the_table(pool: AsyncConnectionPool[Any]) -> None:
