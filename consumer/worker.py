@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from consumer import metrics
 from consumer.acks import Acknowledgements
-from consumer.ingest import insert_batch
+from consumer.ingest import HeldConnections, insert_reads
 from consumer.limit import AdaptiveLimit
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.keys import CONSUMER_GROUP, Keys
@@ -93,6 +93,7 @@ class Consumer:
         self.settings = settings
         self.client = client
         self.pool = pool
+        self._connections = HeldConnections(pool)
         self.keys = Keys(settings.redis_namespace)
         self.name = name or consumer_name()
         self.limit = AdaptiveLimit(initial=settings.consumer_concurrency)
@@ -139,6 +140,7 @@ class Consumer:
                 await _sleep_unless(stop, backoff_s(failures))
         self._start_ready(everything=True)  # delivered to us already: finish them too
         await self._drain()
+        await self._connections.release()
         for task in side_tasks:
             task.cancel()
         with contextlib.suppress(RedisError):
@@ -288,7 +290,8 @@ class Consumer:
             started = time.perf_counter()
             try:
                 with metrics.INSERT_SECONDS.time():
-                    inserted = await insert_batch(self.pool, batch)
+                    async with self._connections.connection(keep=self.limit.limit) as conn:
+                        inserted = await insert_reads(conn, batch)
             except TRANSIENT_ERRORS as error:
                 attempt += 1
                 metrics.IN_FLIGHT_LIMIT.set(self.limit.failed())

@@ -269,6 +269,35 @@ async def test_jobs_of_one_feeder_and_interval_do_not_wait_for_each_other(
     assert rolled == (1_000, 1_000, READ_AT)
 
 
+async def test_held_connections_are_reused_and_given_back_when_in_doubt(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    from consumer.ingest import HeldConnections
+
+    held = HeldConnections(pool)
+    held.uses = 3
+
+    def checkouts() -> int:
+        return int(pool.get_stats().get("requests_num", 0))
+
+    before = checkouts()
+    for _ in range(3):  # one checkout serves `uses` jobs
+        async with held.connection(keep=1) as conn:
+            await conn.execute(b"SELECT 1")
+    assert checkouts() - before == 1
+    async with held.connection(keep=1) as conn:  # the fourth job: a fresh hold
+        await conn.execute(b"SELECT 1")
+    assert checkouts() - before == 2
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        async with held.connection(keep=1) as conn:
+            await conn.execute(b"SELECT 1 / 0")
+    async with held.connection(keep=0) as conn:  # the failed one went back: a checkout
+        cursor = await conn.execute(b"SELECT 2")
+        assert await cursor.fetchone() == (2,)
+    assert checkouts() - before == 3
+    assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]  # none held
+
+
 async def test_rollups_can_be_rebuilt_from_the_table(pool: AsyncConnectionPool[Any]) -> None:
     from gridlens.sqlfiles import query
 
