@@ -325,6 +325,25 @@ def print_ratios(runs: list[Run]) -> None:
         )
 
 
+def print_rounds(results: dict[str, list[Run]]) -> None:
+    """GridLens against the better BullMQ run of each round: how much of the median's
+    ratio is the machine's run-to-run noise (rounds with a failed run are left out)."""
+    gridlens = results.get(GridLens.label, [])
+    others = [runs for label, runs in results.items() if label != GridLens.label and runs]
+    if not gridlens or not others or any(len(runs) != len(gridlens) for runs in others):
+        return
+    ratios = [
+        run.reads_per_s / max(runs[round_].reads_per_s for runs in others)
+        for round_, run in enumerate(gridlens)
+    ]
+    shown = " ".join(f"{ratio:.2f}" for ratio in ratios)
+    ahead = sum(ratio >= TARGET_SPEEDUP for ratio in ratios)
+    print(
+        f"  round by round, GridLens / the round's better BullMQ: {shown}"
+        f" ({ahead} of {len(ratios)} at ≥ {TARGET_SPEEDUP}×)"
+    )
+
+
 def print_paced(count: int, percents: list[float]) -> None:
     shown = ", ".join(f"{percent:.1f}%" for percent in percents)
     worst = max(percents)
@@ -390,6 +409,7 @@ async def run_all(urls: ServiceUrls, entries: list[bytes], workdir: Path) -> Non
         for count in CONSUMER_COUNTS:
             results = await measure_count(pipelines, count, (urls, entries, workdir), db)
             print_ratios(print_table(count, results))
+            print_rounds(results)
         print(
             f"\nGridLens at the cap: {PACED_JOBS} jobs of {BATCH} reads at {PACED_JOBS_PER_S:.0f}"
             f" jobs/s ({PACED_JOBS_PER_S * BATCH:,.0f} reads/s for "
