@@ -129,10 +129,9 @@ WHERE tenant_id = %(tenant_id)s AND read_at >= %(since)s
 ORDER BY read_at DESC
 
 -- name: theft_suspects
--- The day's suspects, strongest first.
+-- The day's suspects, strongest first (from that day and the 7 before it only: 0008).
 SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_corr, reasons
-FROM public.kpi_theft_suspects
-WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+FROM public.kpi_theft_suspects_on(%(tenant_id)s, %(day)s)
 ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id
 
 -- name: statement_budget

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,6 +149,74 @@ async def test_theft_detection_finds_every_pattern(
     assert sum(hits_of.values()) >= 0.95 * sum(thieves_of.values()), "overall recall under 0.95"
     assert len(elsewhere) <= 0.01 * honest_meters
     assert np.isfinite(len(flagged))
+
+
+async def test_a_days_suspects_match_the_whole_history_definition(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """kpi_theft_suspects_on (0008) reads 8 days; 0004's view windowed the whole history.
+
+    With a day per meter and no gaps, both give the same suspects and figures.
+    """
+    tenant = "HISTORY_" + uuid.uuid4().hex[:8]
+    first_day = DAY - timedelta(days=9)
+    theft = Event(
+        event_id=9_001,
+        tenant_id=tenant,
+        event_type=EventType.THEFT,
+        feeder_id="FEEDER_4",
+        starts_at=DAY - timedelta(days=1, minutes=-15),
+        ends_at=DAY + timedelta(days=1, minutes=15),
+        fraction=0.3,
+        params={"pattern": "h1"},
+    )
+    await ingest(pool, tenant, 250, first_day, 11 * 24, events=(theft,), interval_minutes=60)
+    await refresh_stale_days(pool)
+    text = (Path(__file__).parent.parent / "sql/migrations/0004_kpi_views.sql").read_text()
+    view = text[text.index("CREATE OR REPLACE VIEW public.kpi_theft_suspects AS") :]
+    view = view.replace("public.kpi_theft_suspects", "pg_temp.whole_history_suspects", 1)
+    columns = (
+        b"meter_id, feeder_id, reads, own_ratio, zero_reads, variation, peer_corr, peer_ratio,"
+        b" reasons"
+    )
+    sources = (
+        b"pg_temp.whole_history_suspects WHERE tenant_id = %(tenant_id)s AND day = %(day)s",
+        b"kpi_theft_suspects_on(%(tenant_id)s, %(day)s)",
+    )
+    async with pool.connection() as conn:
+        await conn.execute(view.encode())
+        compared = 0
+        try:
+            for day in (first_day + timedelta(days=n) for n in range(11)):
+                params = {"tenant_id": tenant, "day": day}
+                whole, by_day = [
+                    await (
+                        await conn.execute(
+                            b"SELECT " + columns + b" FROM " + source + b" ORDER BY meter_id",
+                            params,
+                        )
+                    ).fetchall()
+                    for source in sources
+                ]
+                assert [row[:3] + row[-1:] for row in by_day] == [
+                    row[:3] + row[-1:] for row in whole
+                ], day
+                assert [row[3:-1] for row in by_day] == [
+                    tuple(v if v is None else pytest.approx(v, rel=1e-9) for v in row[3:-1])
+                    for row in whole
+                ], day
+                compared += len(whole)
+        finally:
+            await conn.execute(b"DROP VIEW pg_temp.whole_history_suspects")
+    assert compared >= 10, compared  # days with suspects were compared, not only empty ones
+    async with pool.connection() as conn:  # the view reads through the function
+        flagged = await (
+            await conn.execute(
+                b"SELECT count(*) FROM kpi_theft_suspects WHERE tenant_id = %s AND day = %s",
+                [tenant, DAY],
+            )
+        ).fetchone()
+    assert flagged is not None and flagged[0] >= 2  # the thieves on FEEDER_4, at least
 
 
 async def test_features_are_refreshed_only_for_days_that_changed(
