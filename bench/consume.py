@@ -8,7 +8,7 @@ drained: every job committed, then acknowledged; polled every 5 ms, row count
 checked), client CPU s per 100,000 reads (consumer processes; the producer's and
 the Redis server's apart), peak RSS of the largest consumer process (VmHWM) and peak Redis memory
 (INFO used_memory sampled every 10 ms: peak minus the baseline before enqueueing),
-each from the median of 7 runs. Then GridLens at the 2,500 reads/s cap (5 jobs of
+each from the median of 6 runs. Then GridLens at the 2,500 reads/s cap (5 jobs of
 500 reads a second for 10 s): each consumer process's CPU as % of one core.
 
 Targets: reads/s ≥ 1.1× the better BullMQ; ≤ 0.3 CPU s per 100,000 reads; less
@@ -45,7 +45,7 @@ METERS, FEEDERS, BATCH, INTERVALS = 25_000, 25, 500, 8  # 400 jobs, 200,000 read
 START = datetime(2026, 3, 2, tzinfo=UTC)
 TENANT = "BENCH"
 CONSUMER_COUNTS = (1, 2, 4)
-REPEATS = 7  # per pipeline and consumer count; the median run is shown
+REPEATS = 6  # rounds per consumer count: each pipeline starts 2 (or 3) of them
 PIPELINES: tuple[type[Pipeline], ...] = (GridLens, BullMQPython, BullMQNode)
 SETTLE_S = 0.5  # after every consumer is ready, before the clock starts
 DRAIN_POLL_S = 0.005
@@ -269,8 +269,8 @@ def met(ok: bool) -> str:
 
 
 def median_run(runs: list[Run]) -> Run:
-    """The run with the median reads/s (the faster middle one of an even number)."""
-    return sorted(runs, key=lambda run: run.reads_per_s)[len(runs) // 2]
+    """The run with the median reads/s (the slower middle one of an even number)."""
+    return sorted(runs, key=lambda run: run.reads_per_s)[(len(runs) - 1) // 2]
 
 
 def print_table(count: int, results: dict[str, list[Run]]) -> list[Run]:
@@ -325,17 +325,17 @@ def print_ratios(runs: list[Run]) -> None:
         )
 
 
-def print_rounds(results: dict[str, list[Run]]) -> None:
+def print_rounds(rounds: list[dict[str, Run]]) -> None:
     """GridLens against the better BullMQ run of each round: how much of the median's
-    ratio is the machine's run-to-run noise (rounds with a failed run are left out)."""
-    gridlens = results.get(GridLens.label, [])
-    others = [runs for label, runs in results.items() if label != GridLens.label and runs]
-    if not gridlens or not others or any(len(runs) != len(gridlens) for runs in others):
+    ratio is the machine's run-to-run noise. A round without a GridLens run or without a
+    BullMQ run is left out."""
+    ratios = []
+    for runs in rounds:
+        others = [run.reads_per_s for label, run in runs.items() if label != GridLens.label]
+        if GridLens.label in runs and others:
+            ratios.append(runs[GridLens.label].reads_per_s / max(others))
+    if not ratios:
         return
-    ratios = [
-        run.reads_per_s / max(runs[round_].reads_per_s for runs in others)
-        for round_, run in enumerate(gridlens)
-    ]
     shown = " ".join(f"{ratio:.2f}" for ratio in ratios)
     ahead = sum(ratio >= TARGET_SPEEDUP for ratio in ratios)
     print(
@@ -368,30 +368,37 @@ async def measure_count(
     count: int,
     context: tuple[ServiceUrls, list[bytes], Path],
     db: Database,
-) -> dict[str, list[Run]]:
-    """REPEATS runs of each pipeline, taking turns, so that drift hits them alike; each
-    round starts with the next pipeline, so that none always runs first or last."""
+) -> list[dict[str, Run]]:
+    """REPEATS rounds of one run per pipeline, taking turns, so that drift hits them alike;
+    each round starts with the next pipeline, so that each runs first (and last) equally
+    often. One dict per round: the runs that succeeded, by pipeline."""
     urls, entries, workdir = context
-    results: dict[str, list[Run]] = {pipeline.label: [] for pipeline in pipelines}
+    rounds: list[dict[str, Run]] = []
     for round_ in range(REPEATS):
         first = round_ % len(pipelines)
+        runs: dict[str, Run] = {}
         for pipeline in pipelines[first:] + pipelines[:first]:
             try:
-                run = await measure(
+                runs[pipeline.label] = await measure(
                     pipeline(urls, entries, workdir), count, db, len(entries) * BATCH
                 )
             except Exception as error:
                 print(f"{pipeline.label} with {count} consumer(s) failed: {error}")
-            else:
-                results[pipeline.label].append(run)
-    return results
+        rounds.append(runs)
+    return rounds
+
+
+def by_pipeline(rounds: list[dict[str, Run]]) -> dict[str, list[Run]]:
+    labels = dict.fromkeys(label for runs in rounds for label in runs)
+    return {label: [runs[label] for runs in rounds if label in runs] for label in labels}
 
 
 def print_legend(reads: int, jobs: int) -> None:
     print(
         f"{reads:,} reads per run in {jobs} jobs of {BATCH}, enqueued at once; same table, same"
         f" statement; {CONCURRENCY} jobs in flight per consumer process; median of {REPEATS}"
-        " runs by reads/s, the pipelines taking turns (each round starting with the next one);"
+        " runs by reads/s (the slower middle one), the pipelines taking turns (each round starting"
+        " with the next one);"
         " the fleet registered once before, the reads and rollups emptied before every run.\n"
         "reads/s: first enqueue to queue drained (every job committed, then acknowledged).\n"
         "CPU s/100k: user+system CPU of the consumer processes per 100,000 reads; apart, the"
@@ -407,9 +414,9 @@ async def run_all(urls: ServiceUrls, entries: list[bytes], workdir: Path) -> Non
     await register_fleet(urls, entries)
     async with await psycopg.AsyncConnection.connect(urls.database_url, autocommit=True) as db:
         for count in CONSUMER_COUNTS:
-            results = await measure_count(pipelines, count, (urls, entries, workdir), db)
-            print_ratios(print_table(count, results))
-            print_rounds(results)
+            rounds = await measure_count(pipelines, count, (urls, entries, workdir), db)
+            print_ratios(print_table(count, by_pipeline(rounds)))
+            print_rounds(rounds)
         print(
             f"\nGridLens at the cap: {PACED_JOBS} jobs of {BATCH} reads at {PACED_JOBS_PER_S:.0f}"
             f" jobs/s ({PACED_JOBS_PER_S * BATCH:,.0f} reads/s for "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 
@@ -48,11 +49,15 @@ def serve_metrics(host: str, port: int) -> None:
     """Serve /metrics; a port already taken is logged, and ingesting goes on without it.
 
     Restarting would not free the port, and a consumer that crash-loops ingests
-    nothing; Prometheus shows the missing target (GridLensScrapeTargetDown).
+    nothing; Prometheus shows the missing target (GridLensScrapeTargetDown), unless
+    what holds the port serves metrics of its own (another consumer given the same
+    port), which the logged error tells.
     """
     try:
         start_http_server(port, addr=host)
     except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise  # a wrong host or a forbidden port is a setting to fix, not to run without
         log.error(
             "metrics port unavailable; consuming without metrics",
             extra={"action": "metrics_unavailable", "port": port, "error": str(exc)},

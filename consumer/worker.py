@@ -120,6 +120,19 @@ class Consumer:
             asyncio.create_task(self._keepalive()),
         ]
         log.info("consumer started", extra={"action": "consumer_start", "consumer": self.name})
+        try:
+            await self._consume(stop)
+            self._start_ready(everything=True)  # delivered to us already: finish them too
+            await self._drain()
+        finally:
+            await self._connections.release()
+            for task in side_tasks:
+                task.cancel()
+        with contextlib.suppress(RedisError):
+            await self.client.hdel(self.keys.consumers, self.name)
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Fetch and start jobs up to the limit until ``stop`` is set."""
         failures = 0
         while not stop.is_set():
             self._start_ready()
@@ -138,13 +151,6 @@ class Consumer:
                     extra={"action": "redis_retry", "error": str(error)},
                 )
                 await _sleep_unless(stop, backoff_s(failures))
-        self._start_ready(everything=True)  # delivered to us already: finish them too
-        await self._drain()
-        await self._connections.release()
-        for task in side_tasks:
-            task.cancel()
-        with contextlib.suppress(RedisError):
-            await self.client.hdel(self.keys.consumers, self.name)
 
     async def _fetch(self, cursor: str) -> str:
         """Fetch claimed, own pending or new entries into the ready queue; return the cursor.

@@ -144,7 +144,7 @@ async def test_theft_detection_finds_every_pattern(
     with capsys.disabled():
         print("\n" + "\n".join(lines))
     for pattern, (precision, recall) in scores.items():
-        assert recall >= 0.8, f"{pattern}: recall {recall:.2f}"
+        assert recall >= 0.9, f"{pattern}: recall {recall:.2f}"
         assert precision >= 0.8, f"{pattern}: precision {precision:.2f}"
     assert sum(hits_of.values()) >= 0.95 * sum(thieves_of.values()), "overall recall under 0.95"
     assert len(elsewhere) <= 0.01 * honest_meters
@@ -156,17 +156,19 @@ async def test_a_days_suspects_match_the_whole_history_definition(
 ) -> None:
     """kpi_theft_suspects_on (0008) reads 8 days; 0004's view windowed the whole history.
 
-    With a day per meter and no gaps, both give the same suspects and figures.
+    With a day per meter and no gaps, both give the same suspects and figures, also in a
+    session whose time zone changes its clocks within the week (days are UTC days).
     """
     tenant = "HISTORY_" + uuid.uuid4().hex[:8]
-    first_day = DAY - timedelta(days=9)
+    theft_day = datetime(2026, 3, 31, tzinfo=UTC)  # Europe's clocks changed on 29 March
+    first_day = theft_day - timedelta(days=9)
     theft = Event(
         event_id=9_001,
         tenant_id=tenant,
         event_type=EventType.THEFT,
         feeder_id="FEEDER_4",
-        starts_at=DAY - timedelta(days=1, minutes=-15),
-        ends_at=DAY + timedelta(days=1, minutes=15),
+        starts_at=theft_day - timedelta(days=1, minutes=-15),
+        ends_at=theft_day + timedelta(days=1, minutes=15),
         fraction=0.3,
         params={"pattern": "h1"},
     )
@@ -184,36 +186,34 @@ async def test_a_days_suspects_match_the_whole_history_definition(
         b"kpi_theft_suspects_on(%(tenant_id)s, %(day)s)",
     )
     async with pool.connection() as conn:
-        await conn.execute(view.encode())
+        await conn.execute(b"SET TIME ZONE 'Europe/Berlin'")
+        await conn.execute(view.encode())  # dropped with the test's own pool
         compared = 0
-        try:
-            for day in (first_day + timedelta(days=n) for n in range(11)):
-                params = {"tenant_id": tenant, "day": day}
-                whole, by_day = [
-                    await (
-                        await conn.execute(
-                            b"SELECT " + columns + b" FROM " + source + b" ORDER BY meter_id",
-                            params,
-                        )
-                    ).fetchall()
-                    for source in sources
-                ]
-                assert [row[:3] + row[-1:] for row in by_day] == [
-                    row[:3] + row[-1:] for row in whole
-                ], day
-                assert [row[3:-1] for row in by_day] == [
-                    tuple(v if v is None else pytest.approx(v, rel=1e-9) for v in row[3:-1])
-                    for row in whole
-                ], day
-                compared += len(whole)
-        finally:
-            await conn.execute(b"DROP VIEW pg_temp.whole_history_suspects")
+        for day in (first_day + timedelta(days=n) for n in range(11)):
+            params = {"tenant_id": tenant, "day": day}
+            whole, by_day = [
+                await (
+                    await conn.execute(
+                        b"SELECT " + columns + b" FROM " + source + b" ORDER BY meter_id",
+                        params,
+                    )
+                ).fetchall()
+                for source in sources
+            ]
+            assert [row[:3] + row[-1:] for row in by_day] == [
+                row[:3] + row[-1:] for row in whole
+            ], day
+            assert [row[3:-1] for row in by_day] == [
+                tuple(v if v is None else pytest.approx(v, rel=1e-9) for v in row[3:-1])
+                for row in whole
+            ], day
+            compared += len(whole)
     assert compared >= 10, compared  # days with suspects were compared, not only empty ones
     async with pool.connection() as conn:  # the view reads through the function
         flagged = await (
             await conn.execute(
                 b"SELECT count(*) FROM kpi_theft_suspects WHERE tenant_id = %s AND day = %s",
-                [tenant, DAY],
+                [tenant, theft_day],
             )
         ).fetchone()
     assert flagged is not None and flagged[0] >= 2  # the thieves on FEEDER_4, at least

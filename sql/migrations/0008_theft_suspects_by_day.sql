@@ -28,7 +28,7 @@ WITH baseline AS (
     SELECT earlier.meter_id, AVG(earlier.kwh_per_read) AS kwh_per_read
     FROM public.kpi_meter_days AS earlier
     WHERE earlier.tenant_id = p_tenant_id
-      AND earlier.day >= p_day - INTERVAL '7 days' AND earlier.day < p_day
+      AND earlier.day >= p_day - INTERVAL '168 hours' AND earlier.day < p_day  -- UTC days
     GROUP BY earlier.meter_id
 ), days AS (
     SELECT d.*, d.kwh_per_read / NULLIF(baseline.kwh_per_read, 0) AS own_ratio
@@ -62,8 +62,12 @@ WHERE scored.peer_ratio < 0.85 OR scored.zero_reads >= 4 OR scored.variation < 0
    OR scored.peer_corr < 0.3
 $$;
 
+-- tenant_id and day come from the judged days, so a filter on them narrows those (one
+-- call of the function per tenant and day asked for), not the function's output.
 CREATE OR REPLACE VIEW public.kpi_theft_suspects AS
-SELECT suspect.*
+SELECT judged.tenant_id, suspect.feeder_id, suspect.meter_id, judged.day, suspect.reads,
+       suspect.own_ratio, suspect.zero_reads, suspect.variation, suspect.peer_corr,
+       suspect.peer_ratio, suspect.reasons
 FROM (SELECT DISTINCT features.tenant_id, features.day
       FROM public.kpi_meter_day_features AS features) AS judged
 CROSS JOIN LATERAL public.kpi_theft_suspects_on(judged.tenant_id, judged.day) AS suspect;
