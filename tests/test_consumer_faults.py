@@ -7,6 +7,7 @@ Real `gridlens consume` processes; the faults touch only what the test started
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
+from consumer.main import serve_metrics
 from gridlens.embedded import EmbeddedPostgres
 from gridlens.entry import ENTRY_FIELD
 from gridlens.keys import Keys
@@ -285,6 +287,12 @@ async def test_a_consumer_whose_metrics_port_is_taken_ingests_without_metrics(
             assert group.records("metrics_start") == []
         finally:
             group.stop()
+
+
+def test_a_metrics_address_that_cannot_be_bound_is_an_error_not_a_warning() -> None:
+    with pytest.raises(OSError) as raised:
+        serve_metrics("192.0.2.1", 9)  # TEST-NET-1: an address of no interface here
+    assert raised.value.errno == errno.EADDRNOTAVAIL
 
 
 async def fingerprint(database_url: str, tenant: str) -> str:
