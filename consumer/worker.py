@@ -433,12 +433,15 @@ class Consumer:
     # ------------------------------------------------------------------ side tasks
 
     async def _heartbeat(self) -> None:
-        """Tell the status endpoint this consumer is alive, and its in-flight limit."""
+        """Tell the status endpoint this consumer is alive, and its in-flight limit; give
+        connections held without a job back to the pool."""
         while True:
             with contextlib.suppress(RedisError):
                 await self.client.hset(
                     self.keys.consumers, self.name, f"{self.limit.limit}:{int(time.time() * 1000)}"
                 )
+            with contextlib.suppress(psycopg.Error):  # the heartbeat goes on regardless
+                await self._connections.give_back_idle()
             await asyncio.sleep(HEARTBEAT_S)
 
     async def _keepalive(self) -> None:

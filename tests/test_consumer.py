@@ -296,6 +296,11 @@ async def test_held_connections_are_reused_and_given_back_when_in_doubt(
         assert await cursor.fetchone() == (2,)
     assert checkouts() - before == 3
     assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]  # none held
+    async with held.connection(keep=1) as conn:
+        await conn.execute(b"SELECT 1")
+    assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"] - 1  # held
+    await held.give_back_idle(time.monotonic() + held.idle_s)  # a quiet minute later
+    assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
 
 
 async def test_rollups_can_be_rebuilt_from_the_table(pool: AsyncConnectionPool[Any]) -> None:
