@@ -34,8 +34,7 @@ from redis.exceptions import ResponseError
 from bench.consume_pipelines import CONCURRENCY, BullMQNode, BullMQPython, GridLens, Pipeline
 from bench.procstat import RedisUsage, cpu_seconds, peak_rss_mb
 from bench.servers import bench_services
-from consumer.ingest import insert_batch
-from gridlens.connections import postgres_pool
+from consumer.ingest import insert_reads
 from gridlens.embedded import ServiceUrls
 from gridlens.entry import decode, encode
 from producer.batch import generate_batch
@@ -117,31 +116,14 @@ async def reset_table(db: Database) -> None:
         await db.execute("CHECKPOINT")  # needs superuser or pg_checkpoint: best effort
 
 
-async def register_fleet(urls: ServiceUrls, entries: list[bytes]) -> None:
+async def register_fleet(db: Database, entries: list[bytes]) -> None:
     """Insert the workload once, untimed: the fleet's meters and meter sets registered.
 
     Otherwise the first timed run, whichever pipeline it is, would also register
     25,000 meters, which later runs (and a fleet past its first interval) do not.
     """
-    pool = postgres_pool(
-        urls.database_url,
-        min_size=CONCURRENCY,
-        max_size=CONCURRENCY,
-        statement_timeout_s=60.0,
-        name="bench-register",
-        autocommit=True,
-    )
-    await pool.open(wait=True)
-    try:
-        batches = iter([decode(entry) for entry in entries])
-
-        async def insert_rest() -> None:
-            for batch in batches:
-                await insert_batch(pool, batch)
-
-        await asyncio.gather(*(insert_rest() for _ in range(CONCURRENCY)))
-    finally:
-        await pool.close()
+    for entry in entries:
+        await insert_reads(db, decode(entry))
 
 
 async def settle_redis(redis_url: str) -> None:
@@ -411,8 +393,8 @@ def print_legend(reads: int, jobs: int) -> None:
 async def run_all(urls: ServiceUrls, entries: list[bytes], workdir: Path) -> None:
     pipelines = list(available())
     print_legend(len(entries) * BATCH, len(entries))
-    await register_fleet(urls, entries)
     async with await psycopg.AsyncConnection.connect(urls.database_url, autocommit=True) as db:
+        await register_fleet(db, entries)
         for count in CONSUMER_COUNTS:
             rounds = await measure_count(pipelines, count, (urls, entries, workdir), db)
             print_ratios(print_table(count, by_pipeline(rounds)))

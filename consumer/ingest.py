@@ -63,16 +63,14 @@ class HeldConnections:
         except BaseException:
             await self.pool.putconn(conn)  # rolled back; a broken one is replaced
             raise
-        now = time.monotonic()
         idle = conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
         if idle and held.used + 1 < self.uses and len(self._idle) < keep:
-            self._idle.append(_Held(conn, held.used + 1, now))
+            self._idle.append(_Held(conn, held.used + 1, time.monotonic()))
         else:
             await self.pool.putconn(conn)
-        await self.give_back_idle(now)
 
     async def give_back_idle(self, now: float | None = None) -> None:
-        """Give back the connections held ``idle_s`` without a job (also when none comes)."""
+        """Give back the connections held ``idle_s`` without a job (the heartbeat calls it)."""
         now = time.monotonic() if now is None else now
         while self._idle and now - self._idle[0].since >= self.idle_s:  # the least recent
             await self.pool.putconn(self._idle.pop(0).conn)

@@ -92,7 +92,6 @@ class Consumer:
     ) -> None:
         self.settings = settings
         self.client = client
-        self.pool = pool
         self._connections = HeldConnections(pool)
         self.keys = Keys(settings.redis_namespace)
         self.name = name or consumer_name()
@@ -121,7 +120,7 @@ class Consumer:
         ]
         log.info("consumer started", extra={"action": "consumer_start", "consumer": self.name})
         try:
-            await self._consume(stop)
+            await self._consume()
             self._start_ready(everything=True)  # delivered to us already: finish them too
             await self._drain()
         finally:
@@ -131,10 +130,10 @@ class Consumer:
         with contextlib.suppress(RedisError):
             await self.client.hdel(self.keys.consumers, self.name)
 
-    async def _consume(self, stop: asyncio.Event) -> None:
-        """Fetch and start jobs up to the limit until ``stop`` is set."""
+    async def _consume(self) -> None:
+        """Fetch and start jobs up to the limit until the stop event is set."""
         failures = 0
-        while not stop.is_set():
+        while not self._stop.is_set():
             self._start_ready()
             if len(self._in_flight) >= self.limit.limit or self._ready:
                 await asyncio.wait(
@@ -150,7 +149,7 @@ class Consumer:
                     "redis unavailable; retrying",
                     extra={"action": "redis_retry", "error": str(error)},
                 )
-                await _sleep_unless(stop, backoff_s(failures))
+                await _sleep_unless(self._stop, backoff_s(failures))
 
     async def _fetch(self, cursor: str) -> str:
         """Fetch claimed, own pending or new entries into the ready queue; return the cursor.

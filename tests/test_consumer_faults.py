@@ -99,7 +99,7 @@ def consumers(
     group.stop()
 
 
-async def publish_25000(
+async def publish_interval(
     settings: Settings, redis: aioredis.Redis, tenant: str, meters: int = 25_000
 ) -> Published:
     request = parse_publish_request(
@@ -158,7 +158,7 @@ async def test_kill_9_of_a_consumer_mid_run_loses_and_doubles_nothing(
 ) -> None:
     keys = Keys(settings.redis_namespace)
     consumers.start(2)
-    publish = asyncio.create_task(publish_25000(settings, redis, tenant))
+    publish = asyncio.create_task(publish_interval(settings, redis, tenant))
     await asyncio.sleep(4)
     consumers.processes[0].send_signal(signal.SIGKILL)
     assert (await publish).reads == 25_000
@@ -185,7 +185,7 @@ async def test_a_postgres_restart_mid_run_loses_and_doubles_nothing(
         group.start(2)
         try:
             keys = Keys(settings.redis_namespace)
-            publish = asyncio.create_task(publish_25000(settings, redis, tenant))
+            publish = asyncio.create_task(publish_interval(settings, redis, tenant))
             await asyncio.sleep(3)
             await asyncio.to_thread(own.stop)
             await asyncio.sleep(CLAIM_IDLE_MS / 1000 * 3)  # long enough for claims to be tempted
@@ -209,7 +209,7 @@ async def test_a_malformed_entry_is_dead_lettered_while_the_rest_is_ingested(
 ) -> None:
     keys = Keys(settings.redis_namespace)
     consumers.start(2)
-    publish = asyncio.create_task(publish_25000(settings, redis, tenant))
+    publish = asyncio.create_task(publish_interval(settings, redis, tenant))
     await asyncio.sleep(2)
     await redis.xadd(keys.stream, {ENTRY_FIELD: b'{"v": 1, "tenantId": "broken"}'})
     assert (await publish).reads == 25_000
@@ -228,7 +228,7 @@ async def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(
 ) -> None:
     keys = Keys(settings.redis_namespace)
     consumers.start(2)
-    publish = asyncio.create_task(publish_25000(settings, redis, tenant))
+    publish = asyncio.create_task(publish_interval(settings, redis, tenant))
     await asyncio.sleep(4)
     consumers.processes[0].send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(consumers.processes[0].wait, 30) == 0
@@ -247,10 +247,10 @@ async def test_republishing_an_interval_inserts_nothing_and_changes_no_row(
 ) -> None:
     keys = Keys(settings.redis_namespace)
     consumers.start(2)
-    await publish_25000(settings, redis, tenant)
+    await publish_interval(settings, redis, tenant)
     assert await wait_ingested(database_url, redis, keys, tenant) == 25_000
     before = await fingerprint(database_url, tenant)
-    second = await publish_25000(settings, redis, tenant)
+    second = await publish_interval(settings, redis, tenant)
     await wait_ingested(database_url, redis, keys, tenant)
     for _ in range(50):  # the last lines follow the last acknowledgements
         again = [r for r in consumers.records("job_done") if r["publishId"] == second.publish_id]
@@ -279,7 +279,7 @@ async def test_a_consumer_whose_metrics_port_is_taken_ingests_without_metrics(
         )
         group.start(1)
         try:
-            await publish_25000(settings, redis, tenant, meters=2_000)
+            await publish_interval(settings, redis, tenant, meters=2_000)
             assert await wait_ingested(database_url, redis, keys, tenant, meters=2_000) == 2_000
             assert group.processes[0].poll() is None, "the consumer exited"
             [unavailable] = group.records("metrics_unavailable")
