@@ -5,10 +5,12 @@ The queue is fed directly (no API, no rate cap): 400 jobs of 500 reads (a
 inserted into the same table by the same statement. For each pipeline and number
 of consumer processes it prints end-to-end reads/s (first enqueue to the queue
 drained: every job committed, then acknowledged; polled every 5 ms, row count
-checked), client CPU s per 100,000 reads (consumer processes; the producer's and
-the Redis server's apart), peak RSS of the largest consumer process (VmHWM) and peak Redis memory
-(INFO used_memory sampled every 10 ms: peak minus the baseline before enqueueing),
-each from the median of 6 runs. Then GridLens at the 2,500 reads/s cap (5 jobs of
+checked), client CPU s per 100,000 reads (consumer processes; the producer's, the
+Redis server's and PostgreSQL's apart, and the machine's idle share), peak RSS of
+the largest consumer process (VmHWM) and peak Redis memory (INFO used_memory
+sampled every 10 ms: peak minus the baseline before enqueueing), each from the
+median of 6 runs; and the throughput ratio the machine's CPU allows, from what
+each pipeline costs the whole machine per read. Then GridLens at the 2,500 reads/s cap (5 jobs of
 500 reads a second for 10 s): each consumer process's CPU as % of one core.
 
 Targets: reads/s ≥ 1.1× the better BullMQ; ≤ 0.3 CPU s per 100,000 reads; less
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,7 +35,14 @@ from psycopg.rows import TupleRow
 from redis.exceptions import ResponseError
 
 from bench.consume_pipelines import CONCURRENCY, BullMQNode, BullMQPython, GridLens, Pipeline
-from bench.procstat import RedisUsage, cpu_seconds, peak_rss_mb
+from bench.procstat import (
+    RedisUsage,
+    cpu_seconds,
+    machine_cpu,
+    peak_rss_mb,
+    postgres_cpu_seconds,
+    postgres_cpu_since,
+)
 from bench.servers import bench_services
 from consumer.ingest import insert_reads
 from gridlens.embedded import ServiceUrls
@@ -69,6 +79,8 @@ class Run:
     peak_rss_mb: float  # the largest consumer process
     redis_mb: float
     redis_cpu_s: float  # the Redis server's, for comparison: not client CPU
+    postgres_cpu_s: float  # every PostgreSQL process on this machine
+    idle_share: float  # of the machine's CPU time during the run
 
     @property
     def reads_per_s(self) -> float:
@@ -85,6 +97,20 @@ class Run:
     @property
     def redis_cpu_per_100k(self) -> float:
         return self.redis_cpu_s / self.reads * 100_000
+
+    @property
+    def postgres_cpu_per_100k(self) -> float:
+        return self.postgres_cpu_s / self.reads * 100_000
+
+    @property
+    def machine_cpu_per_100k(self) -> float:
+        """What the machine spends per 100,000 reads: consumers, producer, Redis, PostgreSQL."""
+        return (
+            self.cpu_per_100k
+            + self.producer_cpu_per_100k
+            + self.redis_cpu_per_100k
+            + self.postgres_cpu_per_100k
+        )
 
 
 def workload() -> list[bytes]:
@@ -198,10 +224,14 @@ async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> R
         await asyncio.sleep(SETTLE_S)
         pids = [process.pid for process in pipeline.consumers]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
+        postgres_before = postgres_cpu_seconds()
+        idle_before, total_before = machine_cpu()
         with RedisUsage(pipeline.urls.redis_url) as redis_usage:
             enqueued = await pipeline.enqueue()
             finished = await wait_drained(pipeline, db, reads)
         cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
+        postgres_cpu = postgres_cpu_since(postgres_before)
+        idle_after, total_after = machine_cpu()
         rss = max(peak_rss_mb(pid) for pid in pids)
         await verify_rows(pipeline, db, reads)
     finally:
@@ -216,6 +246,8 @@ async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> R
         peak_rss_mb=rss,
         redis_mb=redis_usage.growth_mb,
         redis_cpu_s=redis_usage.cpu_s,
+        postgres_cpu_s=postgres_cpu,
+        idle_share=(idle_after - idle_before) / max(1, total_after - total_before),
     )
 
 
@@ -261,7 +293,8 @@ def print_table(count: int, results: dict[str, list[Run]]) -> list[Run]:
     print(f"\n{count} consumer process{plural}:")
     print(
         f"  {'pipeline':<14}{'reads/s':>9}{'(range of runs)':>19}{'CPU s/100k':>12}"
-        f"{'producer':>10}{'Redis':>7}{'peak RSS MB/proc':>18}{'peak Redis MB':>15}"
+        f"{'producer':>10}{'Redis':>7}{'PostgreSQL':>12}{'idle':>6}"
+        f"{'peak RSS MB/proc':>18}{'peak Redis MB':>15}"
     )
     medians: list[Run] = []
     for label, runs in results.items():
@@ -274,6 +307,7 @@ def print_table(count: int, results: dict[str, list[Run]]) -> list[Run]:
         print(
             f"  {label:<14}{run.reads_per_s:>9,.0f}{spread:>19}{run.cpu_per_100k:>12.3f}"
             f"{run.producer_cpu_per_100k:>10.3f}{run.redis_cpu_per_100k:>7.3f}"
+            f"{run.postgres_cpu_per_100k:>12.3f}{run.idle_share:>6.0%}"
             f"{run.peak_rss_mb:>18.1f}{run.redis_mb:>15.1f}"
         )
     return medians
@@ -305,6 +339,27 @@ def print_ratios(runs: list[Run]) -> None:
             f" CPU per 100k reads {cpu:.2f}×, Redis memory {memory:.2f}× "
             f"(target < 1×: {met(memory < 1)})"
         )
+
+
+def print_cpu_bound(results: dict[str, list[Run]]) -> None:
+    """The throughput ratio the machine's CPU allows: when every core is busy, reads/s
+    go as 1 / (CPU the whole machine spends per read), PostgreSQL's included, so a
+    pipeline whose own share is small against PostgreSQL's cannot be much faster."""
+    spent = {
+        label: statistics.median(run.machine_cpu_per_100k for run in runs)
+        for label, runs in results.items()
+        if runs
+    }
+    gridlens = spent.get(GridLens.label)
+    if gridlens is None or len(spent) < 2:
+        return
+    shown = ", ".join(f"{label} {seconds:.3f} s" for label, seconds in spent.items())
+    best = min(seconds for label, seconds in spent.items() if label != GridLens.label)
+    print(
+        f"  CPU of the whole machine per 100k reads (median of runs: consumers, producer, Redis,"
+        f" PostgreSQL): {shown}; with every core busy, GridLens / the leaner BullMQ would be"
+        f" {best / gridlens:.2f}×"
+    )
 
 
 def print_rounds(rounds: list[dict[str, Run]]) -> None:
@@ -384,7 +439,8 @@ def print_legend(reads: int, jobs: int) -> None:
         " the fleet registered once before, the reads and rollups emptied before every run.\n"
         "reads/s: first enqueue to queue drained (every job committed, then acknowledged).\n"
         "CPU s/100k: user+system CPU of the consumer processes per 100,000 reads; apart, the"
-        " enqueueing client's (producer) and the Redis server's (Redis, not client CPU).\n"
+        " enqueueing client's (producer), the Redis server's and PostgreSQL's (every postgres"
+        " process on this machine): not client CPU. idle: the machine's idle share of the run.\n"
         "peak RSS: VmHWM of the largest consumer process. peak Redis: INFO used_memory sampled"
         " every 10 ms, peak minus the baseline just before enqueueing."
     )
@@ -397,7 +453,9 @@ async def run_all(urls: ServiceUrls, entries: list[bytes], workdir: Path) -> Non
         await register_fleet(db, entries)
         for count in CONSUMER_COUNTS:
             rounds = await measure_count(pipelines, count, (urls, entries, workdir), db)
-            print_ratios(print_table(count, by_pipeline(rounds)))
+            results = by_pipeline(rounds)
+            print_ratios(print_table(count, results))
+            print_cpu_bound(results)
             print_rounds(rounds)
         print(
             f"\nGridLens at the cap: {PACED_JOBS} jobs of {BATCH} reads at {PACED_JOBS_PER_S:.0f}"

@@ -1,6 +1,7 @@
 """What a benchmark measures of processes and of Redis: CPU, peak RSS, Redis memory.
 
-CPU seconds and peak resident memory come from /proc (Linux); Redis memory is
+CPU seconds and peak resident memory come from /proc (Linux), as does the CPU of
+the PostgreSQL server and of the machine as a whole; Redis memory is
 ``INFO memory`` ``used_memory``, sampled by a thread while a run goes on, and the
 Redis server's own CPU is ``INFO cpu`` before and after.
 """
@@ -20,8 +21,41 @@ MB = 1024 * 1024
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return _stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _stat_cpu_seconds(stat: str) -> float:
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds() -> dict[int, float]:
+    """CPU seconds so far of every PostgreSQL server process on this machine, by pid
+    (command name ``postgres``: the postmaster, its backends and helpers)."""
+    seconds: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # exited meanwhile
+        if stat.split("(", 1)[1].rsplit(")", 1)[0] == "postgres":
+            seconds[int(entry.name)] = _stat_cpu_seconds(stat)
+    return seconds
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds PostgreSQL's processes used since ``before`` (processes started
+    meanwhile count whole; one that exited meanwhile is missed)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu_seconds().items())
+
+
+def machine_cpu() -> tuple[int, int]:
+    """(idle, total) clock ticks of all the machine's CPUs so far (/proc/stat)."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return idle, sum(ticks[:8])  # steal included; guest time is already in user
 
 
 def peak_rss_mb(pid: int) -> float:

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
 
+from bench.procstat import cpu_seconds
 from bench.servers import bench_services
 from gridlens.api_client import wait_ready
 from gridlens.entry import ENTRY_FIELD, decode
@@ -34,11 +34,6 @@ BODY = {
     "meterCount": 25_000,
     "feederCount": 25,
 }
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def fullest_second(entries: list[tuple[int, int]]) -> int:
