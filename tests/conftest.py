@@ -124,8 +124,10 @@ async def redis(servers: Servers, namespace: str) -> AsyncIterator[aioredis.Redi
 
 
 @pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[TestClient[Any, Any]]:
-    """The API application of this test's settings, served on a free port."""
+async def client(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[TestClient[Any, Any]]:
+    """The API application of this test's settings, served on a free port. It asks for
+    ``redis`` so that whatever the application wrote under this test's namespace is
+    deleted after it closes, even by a test that never looks at Redis itself."""
     app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
