@@ -69,9 +69,9 @@ class HeldConnections:
         else:
             await self.pool.putconn(conn)
 
-    async def give_back_idle(self, now: float | None = None) -> None:
+    async def give_back_idle(self) -> None:
         """Give back the connections held ``idle_s`` without a job (the heartbeat calls it)."""
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         while self._idle and now - self._idle[0].since >= self.idle_s:  # the least recent
             await self.pool.putconn(self._idle.pop(0).conn)
 
