@@ -2,17 +2,18 @@
 
 The queue is fed directly (no API, no rate cap): 400 jobs of 500 reads (a
 25,000-meter, 25-feeder fleet over 8 intervals: 200,000 reads), enqueued at once,
-inserted into the same table by the same statement. For each pipeline and number
-of consumer processes it prints end-to-end reads/s (first enqueue to the queue
-drained: every job committed, then acknowledged; polled every 5 ms, row count
-checked), client CPU s per 100,000 reads (consumer processes; the producer's, the
-Redis server's and PostgreSQL's apart, and the machine's idle share), peak RSS of
-the largest consumer process (VmHWM) and peak Redis memory (INFO used_memory
-sampled every 10 ms: peak minus the baseline before enqueueing), each from the
-median of 10 runs; and the throughput ratio that CPU alone predicts, from what
-each pipeline and PostgreSQL cost the machine per read. Then GridLens at the
-2,500 reads/s cap (5 jobs of 500 reads a second for 10 s): each consumer
-process's CPU as % of one core.
+inserted into the same table by the same statement, by consumer processes that have
+already inserted two intervals (warm: connections open, statements prepared).
+For each pipeline and number of consumer processes it prints end-to-end reads/s
+(first enqueue to the queue drained: every job committed, then acknowledged;
+polled every 5 ms, row count checked), client CPU s per 100,000 reads (consumer
+processes; the producer's, the Redis server's and PostgreSQL's apart, and the
+machine's idle share), peak RSS of the largest consumer process (VmHWM) and peak
+Redis memory (INFO used_memory sampled every 10 ms: peak minus the baseline before
+enqueueing), each from the median of 10 runs; and the throughput ratio that CPU
+alone predicts, from what each pipeline and PostgreSQL cost the machine per read.
+Then GridLens at the 2,500 reads/s cap (5 jobs of 500 reads a second for 10 s):
+each consumer process's CPU as % of one core.
 
 Targets: reads/s ≥ 1.1× the better BullMQ; ≤ 0.3 CPU s per 100,000 reads; less
 Redis memory than BullMQ; < 5% of a core per consumer process at the cap.
@@ -58,6 +59,7 @@ CONSUMER_COUNTS = (1, 2, 4)
 REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (noise: ±15% a run)
 PIPELINES: tuple[type[Pipeline], ...] = (GridLens, BullMQPython, BullMQNode)
 SETTLE_S = 0.5  # after every consumer is ready, before the clock starts
+WARMUP_JOBS = 100  # two intervals, untimed, through the same processes before each run
 DRAIN_POLL_S = 0.005
 ROWS_POLL_S = 1.0  # fallback: the table already holds every row
 DRAIN_TIMEOUT_S = 180.0
@@ -213,13 +215,30 @@ async def verify_rows(pipeline: Pipeline, db: Database, reads: int) -> None:
         )
 
 
-async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> Run:
-    """One run: start the consumers, enqueue everything, wait until it is all in."""
+async def warm_up(pipeline: Pipeline, db: Database) -> None:
+    """WARMUP_JOBS jobs through the pipeline's new processes, untimed.
+
+    What a consumer does once in its life is not what it costs per read: its database
+    connections opened (psycopg's pool grows to the in-flight limit), statements
+    prepared, the backends' catalog caches filled, Node.js's code compiled. Timed from a
+    cold start, a run of about a second took 6–8% longer than the same run through warm
+    processes (GridLens and BullMQ-Python, six rounds each).
+    """
     await reset_table(db)
-    await settle_redis(pipeline.urls.redis_url)
+    await pipeline.enqueue(WARMUP_JOBS)
+    await wait_drained(pipeline, db, WARMUP_JOBS * BATCH)
+    await verify_rows(pipeline, db, WARMUP_JOBS * BATCH)
+
+
+async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> Run:
+    """One run: start the consumers, warm them up, enqueue everything, wait until it is
+    all in."""
     try:
         await pipeline.start(count)
         await asyncio.sleep(SETTLE_S)
+        await warm_up(pipeline, db)
+        await reset_table(db)
+        await settle_redis(pipeline.urls.redis_url)
         pids = [process.pid for process in pipeline.consumers]
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
         postgres_before = postgres_cpu_seconds()
@@ -439,7 +458,8 @@ def print_legend(reads: int, jobs: int) -> None:
         f" statement; {CONCURRENCY} jobs in flight per consumer process; median of {REPEATS}"
         " runs by reads/s (the slower middle one), the pipelines taking turns (each round starting"
         " with the next one);"
-        " the fleet registered once before, the reads and rollups emptied before every run.\n"
+        " the fleet registered once before; each run's consumer processes warmed up with"
+        f" {WARMUP_JOBS} jobs, untimed; the reads and rollups emptied before every run.\n"
         "reads/s: first enqueue to queue drained (every job committed, then acknowledged).\n"
         "CPU s/100k: user+system CPU of the consumer processes per 100,000 reads; apart, the"
         " enqueueing client's (producer), the Redis server's and PostgreSQL's (every postgres"

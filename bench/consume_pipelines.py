@@ -87,8 +87,8 @@ class Pipeline:
         """Start ``count`` consumer processes and return once they are ready."""
         raise NotImplementedError
 
-    async def enqueue(self) -> Enqueued:
-        """Enqueue every entry at once."""
+    async def enqueue(self, jobs: int | None = None) -> Enqueued:
+        """Enqueue the first ``jobs`` entries (every one by default) at once."""
         raise NotImplementedError
 
     async def drained(self) -> bool:
@@ -220,10 +220,10 @@ class GridLens(Pipeline):
                 return int(group["consumers"])
         return 0
 
-    async def enqueue(self) -> Enqueued:
+    async def enqueue(self, jobs: int | None = None) -> Enqueued:
         started, cpu = time.time(), time.thread_time()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in self.entries:
+            for entry in self.entries[:jobs]:
                 pipe.xadd(self.keys.stream, {ENTRY_FIELD: entry})
             await pipe.execute()
         return Enqueued(started, time.thread_time() - cpu)
@@ -315,9 +315,9 @@ class BullMQPython(BullMQ):
         )
         await self.queue.getJobCounts()  # connected, before the clock starts
 
-    async def enqueue(self) -> Enqueued:
+    async def enqueue(self, jobs: int | None = None) -> Enqueued:
         started, cpu = time.time(), time.thread_time()
-        await self.queue.addBulk(self.jobs)
+        await self.queue.addBulk(self.jobs[:jobs])
         return Enqueued(started, time.thread_time() - cpu)
 
     async def _release(self) -> None:
@@ -361,10 +361,10 @@ class BullMQNode(BullMQ):
             await_ready(self.helpers[0], "the BullMQ-Node producer"),
         )
 
-    async def enqueue(self) -> Enqueued:
+    async def enqueue(self, jobs: int | None = None) -> Enqueued:
         producer = self.helpers[0]
         assert producer.stdin is not None and producer.stdout is not None
-        producer.stdin.write(b"go\n")
+        producer.stdin.write(b"%d\n" % len(self.entries[:jobs]))
         await producer.stdin.drain()
         line = await asyncio.wait_for(producer.stdout.readline(), READY_TIMEOUT_S)
         if not line:

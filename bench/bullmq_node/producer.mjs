@@ -1,6 +1,7 @@
 // Adds the benchmark's jobs to a BullMQ queue on Node.js, all at once (addBulk), each with
-// removeOnComplete. Loads and parses every job first, prints "ready", waits for a line on
-// stdin, then enqueues and prints {"startedAtMs": epoch ms of the first add, "cpuSeconds"}.
+// removeOnComplete. Loads and parses every job first and prints "ready"; then, for each line
+// on stdin (a number n: the first n jobs), enqueues them and prints
+// {"startedAtMs": epoch ms of the first add, "cpuSeconds", "jobs"}. Exits when stdin closes.
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Queue } from 'bullmq';
@@ -16,17 +17,18 @@ const queue = new Queue(config.queue, { connection, prefix: config.prefix });
 await queue.waitUntilReady();
 process.stdout.write('ready\n');
 
-const lines = createInterface({ input: process.stdin });
-const iterator = lines[Symbol.asyncIterator]();
-const go = await iterator.next();
-if (go.done) process.exit(1); // the benchmark went away
-
-const startedAtMs = performance.timeOrigin + performance.now();
-const cpuBefore = process.cpuUsage();
-await queue.addBulk(jobs);
-const cpu = process.cpuUsage(cpuBefore);
-process.stdout.write(
-  `${JSON.stringify({ startedAtMs, cpuSeconds: (cpu.user + cpu.system) / 1e6, jobs: jobs.length })}\n`,
-);
-lines.close();
+for await (const line of createInterface({ input: process.stdin })) {
+  const count = Number.parseInt(line, 10);
+  if (!(count > 0 && count <= jobs.length)) {
+    throw new Error(`expected a number of jobs in 1..${jobs.length}, got ${JSON.stringify(line)}`);
+  }
+  const batch = jobs.slice(0, count);
+  const startedAtMs = performance.timeOrigin + performance.now();
+  const cpuBefore = process.cpuUsage();
+  await queue.addBulk(batch);
+  const cpu = process.cpuUsage(cpuBefore);
+  process.stdout.write(
+    `${JSON.stringify({ startedAtMs, cpuSeconds: (cpu.user + cpu.system) / 1e6, jobs: batch.length })}\n`,
+  );
+}
 await queue.close();
