@@ -226,5 +226,7 @@ def test_prometheus_scrapes_the_stack_and_reads_back_the_ingested_reads(
         )
     _, rules = http.request("GET", f"http://{prometheus}/api/v1/rules")
     loaded = [rule for group in rules["data"]["groups"] for rule in group["rules"]]
-    assert len(loaded) == 8
+    assert {rule["name"] for rule in loaded} == {
+        rule["alert"] for group in load("alerts.yml")["groups"] for rule in group["rules"]
+    }
     assert {rule["health"] for rule in loaded} == {"ok"}
