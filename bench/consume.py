@@ -3,7 +3,7 @@
 The queue is fed directly (no API, no rate cap): 400 jobs of 500 reads (a
 25,000-meter, 25-feeder fleet over 8 intervals: 200,000 reads), enqueued at once,
 inserted into the same table by the same statement, by consumer processes that have
-already inserted two intervals (warm: connections open, statements prepared).
+already inserted 100 jobs each (warm: connections open, statements prepared).
 For each pipeline and number of consumer processes it prints end-to-end reads/s
 (first enqueue to the queue drained: every job committed, then acknowledged;
 polled every 5 ms, row count checked), client CPU s per 100,000 reads (consumer
@@ -59,7 +59,7 @@ CONSUMER_COUNTS = (1, 2, 4)
 REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (noise: ±15% a run)
 PIPELINES: tuple[type[Pipeline], ...] = (GridLens, BullMQPython, BullMQNode)
 SETTLE_S = 0.5  # after every consumer is ready, before the clock starts
-WARMUP_JOBS = 100  # two intervals, untimed, through the same processes before each run
+WARMUP_JOBS_PER_PROCESS = 100  # untimed, through the same processes before each run
 DRAIN_POLL_S = 0.005
 ROWS_POLL_S = 1.0  # fallback: the table already holds every row
 DRAIN_TIMEOUT_S = 180.0
@@ -216,18 +216,21 @@ async def verify_rows(pipeline: Pipeline, db: Database, reads: int) -> None:
 
 
 async def warm_up(pipeline: Pipeline, db: Database) -> None:
-    """WARMUP_JOBS jobs through the pipeline's new processes, untimed.
+    """WARMUP_JOBS_PER_PROCESS jobs per consumer process through the pipeline's new
+    processes, untimed.
 
     What a consumer does once in its life is not what it costs per read: its database
     connections opened (psycopg's pool grows to the in-flight limit), statements
     prepared, the backends' catalog caches filled, Node.js's code compiled. Timed from a
     cold start, a run of about a second took 6–8% longer than the same run through warm
-    processes (GridLens and BullMQ-Python, six rounds each).
+    processes (GridLens and BullMQ-Python, six rounds each). Four processes warmed with 25
+    jobs each still ran 4–5% slower, GridLens and BullMQ alike, than with 100 each.
     """
+    jobs = min(len(pipeline.entries), WARMUP_JOBS_PER_PROCESS * len(pipeline.consumers))
     await reset_table(db)
-    await pipeline.enqueue(WARMUP_JOBS)
-    await wait_drained(pipeline, db, WARMUP_JOBS * BATCH)
-    await verify_rows(pipeline, db, WARMUP_JOBS * BATCH)
+    await pipeline.enqueue(jobs)
+    await wait_drained(pipeline, db, jobs * BATCH)
+    await verify_rows(pipeline, db, jobs * BATCH)
 
 
 async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> Run:
@@ -459,7 +462,8 @@ def print_legend(reads: int, jobs: int) -> None:
         " runs by reads/s (the slower middle one), the pipelines taking turns (each round starting"
         " with the next one);"
         " the fleet registered once before; each run's consumer processes warmed up with"
-        f" {WARMUP_JOBS} jobs, untimed; the reads and rollups emptied before every run.\n"
+        f" {WARMUP_JOBS_PER_PROCESS} jobs per process, untimed; the reads and rollups emptied"
+        " before every run.\n"
         "reads/s: first enqueue to queue drained (every job committed, then acknowledged).\n"
         "CPU s/100k: user+system CPU of the consumer processes per 100,000 reads; apart, the"
         " enqueueing client's (producer), the Redis server's and PostgreSQL's (every postgres"
