@@ -2,8 +2,8 @@
 
 The queue is fed directly (no API, no rate cap): 400 jobs of 500 reads (a
 25,000-meter, 25-feeder fleet over 8 intervals: 200,000 reads), enqueued at once,
-inserted into the same table by the same statement, by consumer processes that have
-already inserted 100 jobs each (warm: connections open, statements prepared).
+inserted into the same table by the same statement, by consumer processes through
+which 100 jobs per process went first (warm: connections open, statements prepared).
 For each pipeline and number of consumer processes it prints end-to-end reads/s
 (first enqueue to the queue drained: every job committed, then acknowledged;
 polled every 5 ms, row count checked), client CPU s per 100,000 reads (consumer
@@ -44,6 +44,7 @@ from bench.procstat import (
     peak_rss_mb,
     postgres_cpu_seconds,
     postgres_cpu_since,
+    reset_peak_rss,
 )
 from bench.servers import bench_services
 from consumer.ingest import insert_reads
@@ -56,9 +57,9 @@ METERS, FEEDERS, BATCH, INTERVALS = 25_000, 25, 500, 8  # 400 jobs, 200,000 read
 START = datetime(2026, 3, 2, tzinfo=UTC)
 TENANT = "BENCH"
 CONSUMER_COUNTS = (1, 2, 4)
-REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (noise: ±15% a run)
+REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (runs: −11%/+6%)
 PIPELINES: tuple[type[Pipeline], ...] = (GridLens, BullMQPython, BullMQNode)
-SETTLE_S = 0.5  # after every consumer is ready, before the clock starts
+SETTLE_S = 0.5  # after every consumer is ready, before the warm-up
 WARMUP_JOBS_PER_PROCESS = 100  # untimed, through the same processes before each run
 DRAIN_POLL_S = 0.005
 ROWS_POLL_S = 1.0  # fallback: the table already holds every row
@@ -226,11 +227,11 @@ async def warm_up(pipeline: Pipeline, db: Database) -> None:
     processes (GridLens and BullMQ-Python, six rounds each). Four processes warmed with 25
     jobs each still ran 4–5% slower, GridLens and BullMQ alike, than with 100 each.
     """
-    jobs = min(len(pipeline.entries), WARMUP_JOBS_PER_PROCESS * len(pipeline.consumers))
+    count = min(len(pipeline.entries), WARMUP_JOBS_PER_PROCESS * len(pipeline.consumers))
     await reset_table(db)
-    await pipeline.enqueue(jobs)
-    await wait_drained(pipeline, db, jobs * BATCH)
-    await verify_rows(pipeline, db, jobs * BATCH)
+    await pipeline.enqueue(count)
+    await wait_drained(pipeline, db, count * BATCH)
+    await verify_rows(pipeline, db, count * BATCH)
 
 
 async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> Run:
@@ -243,6 +244,8 @@ async def measure(pipeline: Pipeline, count: int, db: Database, reads: int) -> R
         await reset_table(db)
         await settle_redis(pipeline.urls.redis_url)
         pids = [process.pid for process in pipeline.consumers]
+        for pid in pids:
+            reset_peak_rss(pid)  # the run's peak, not the warm-up's
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
         postgres_before = postgres_cpu_seconds()
         idle_before, total_before = machine_cpu()
@@ -458,7 +461,8 @@ def by_pipeline(rounds: list[dict[str, Run]]) -> dict[str, list[Run]]:
 def print_legend(reads: int, jobs: int) -> None:
     print(
         f"{reads:,} reads per run in {jobs} jobs of {BATCH}, enqueued at once; same table, same"
-        f" statement; {CONCURRENCY} jobs in flight per consumer process; median of {REPEATS}"
+        f" statement; {CONCURRENCY} jobs in flight per consumer process (GridLens: its adaptive"
+        f" limit, 5–10, from {CONCURRENCY}); median of {REPEATS}"
         " runs by reads/s (the slower middle one), the pipelines taking turns (each round starting"
         " with the next one);"
         " the fleet registered once before; each run's consumer processes warmed up with"

@@ -87,9 +87,17 @@ class Pipeline:
         """Start ``count`` consumer processes and return once they are ready."""
         raise NotImplementedError
 
-    async def enqueue(self, jobs: int | None = None) -> Enqueued:
-        """Enqueue the first ``jobs`` entries (every one by default) at once."""
+    async def enqueue(self, count: int | None = None) -> Enqueued:
+        """Enqueue the first ``count`` entries (every one by default) at once."""
         raise NotImplementedError
+
+    def first(self, count: int | None) -> int:
+        """How many entries ``enqueue(count)`` takes."""
+        if count is None:
+            return len(self.entries)
+        if not 0 < count <= len(self.entries):
+            raise ValueError(f"enqueue 1 to {len(self.entries)} entries, not {count}")
+        return count
 
     async def drained(self) -> bool:
         """True when every job has been committed and acknowledged."""
@@ -220,10 +228,11 @@ class GridLens(Pipeline):
                 return int(group["consumers"])
         return 0
 
-    async def enqueue(self, jobs: int | None = None) -> Enqueued:
+    async def enqueue(self, count: int | None = None) -> Enqueued:
+        entries = self.entries[: self.first(count)]
         started, cpu = time.time(), time.thread_time()
         async with self.redis.pipeline(transaction=False) as pipe:
-            for entry in self.entries[:jobs]:
+            for entry in entries:
                 pipe.xadd(self.keys.stream, {ENTRY_FIELD: entry})
             await pipe.execute()
         return Enqueued(started, time.thread_time() - cpu)
@@ -315,9 +324,10 @@ class BullMQPython(BullMQ):
         )
         await self.queue.getJobCounts()  # connected, before the clock starts
 
-    async def enqueue(self, jobs: int | None = None) -> Enqueued:
+    async def enqueue(self, count: int | None = None) -> Enqueued:
+        jobs = self.jobs[: self.first(count)]
         started, cpu = time.time(), time.thread_time()
-        await self.queue.addBulk(self.jobs[:jobs])
+        await self.queue.addBulk(jobs)
         return Enqueued(started, time.thread_time() - cpu)
 
     async def _release(self) -> None:
@@ -361,10 +371,10 @@ class BullMQNode(BullMQ):
             await_ready(self.helpers[0], "the BullMQ-Node producer"),
         )
 
-    async def enqueue(self, jobs: int | None = None) -> Enqueued:
+    async def enqueue(self, count: int | None = None) -> Enqueued:
         producer = self.helpers[0]
         assert producer.stdin is not None and producer.stdout is not None
-        producer.stdin.write(b"%d\n" % len(self.entries[:jobs]))
+        producer.stdin.write(b"%d\n" % self.first(count))
         await producer.stdin.drain()
         line = await asyncio.wait_for(producer.stdout.readline(), READY_TIMEOUT_S)
         if not line:

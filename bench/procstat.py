@@ -58,6 +58,11 @@ def machine_cpu() -> tuple[int, int]:
     return idle, sum(ticks[:8])  # steal included; guest time is already in user
 
 
+def reset_peak_rss(pid: int) -> None:
+    """Start the process's VmHWM over from its current resident set (proc(5): clear_refs)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
 def peak_rss_mb(pid: int) -> float:
     """The process's peak resident set size so far (VmHWM), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

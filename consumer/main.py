@@ -49,9 +49,9 @@ def serve_metrics(host: str, port: int) -> None:
     """Serve /metrics; a port already taken is logged, and ingesting goes on without it.
 
     Restarting would not free the port, and a consumer that crash-loops ingests
-    nothing; Prometheus shows the missing target (GridLensScrapeTargetDown), or, when
-    what holds the port is another consumer given the same port, more consumers alive
-    than scraped (GridLensConsumersUnscraped).
+    nothing. Prometheus shows more consumers alive than consumer targets up
+    (GridLensConsumersUnscraped); the target is down as well (GridLensScrapeTargetDown)
+    unless what holds the port is another consumer, which serves its own metrics there.
     """
     try:
         start_http_server(port, addr=host)

@@ -218,6 +218,7 @@ def test_prometheus_scrapes_the_stack_and_reads_back_the_ingested_reads(
         'sum(gridlens_consumer_jobs_total{outcome="inserted"})': answer["jobs"],
         "max(gridlens_queue_completed_jobs_total)": answer["jobs"],
         "max(gridlens_queue_consumers_alive)": 1,
+        'sum(up{job="gridlens-consumer"})': 1,  # the job GridLensConsumersUnscraped counts
     }
     for expression, value in expected.items():
         wait_until(
@@ -226,7 +227,7 @@ def test_prometheus_scrapes_the_stack_and_reads_back_the_ingested_reads(
         )
     _, rules = http.request("GET", f"http://{prometheus}/api/v1/rules")
     loaded = [rule for group in rules["data"]["groups"] for rule in group["rules"]]
-    assert {rule["name"] for rule in loaded} == {
+    assert sorted(rule["name"] for rule in loaded) == sorted(
         rule["alert"] for group in load("alerts.yml")["groups"] for rule in group["rules"]
-    }
+    )
     assert {rule["health"] for rule in loaded} == {"ok"}

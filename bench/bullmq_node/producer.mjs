@@ -18,8 +18,8 @@ await queue.waitUntilReady();
 process.stdout.write('ready\n');
 
 for await (const line of createInterface({ input: process.stdin })) {
-  const count = Number.parseInt(line, 10);
-  if (!(count > 0 && count <= jobs.length)) {
+  const count = Number(line);
+  if (!(Number.isInteger(count) && count > 0 && count <= jobs.length)) {
     throw new Error(`expected a number of jobs in 1..${jobs.length}, got ${JSON.stringify(line)}`);
   }
   const batch = jobs.slice(0, count);
