@@ -57,7 +57,7 @@ METERS, FEEDERS, BATCH, INTERVALS = 25_000, 25, 500, 8  # 400 jobs, 200,000 read
 START = datetime(2026, 3, 2, tzinfo=UTC)
 TENANT = "BENCH"
 CONSUMER_COUNTS = (1, 2, 4)
-REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (runs: −11%/+6%)
+REPEATS = 10  # rounds per consumer count: each pipeline starts 3 or 4 of them (runs: −11%/+7%)
 PIPELINES: tuple[type[Pipeline], ...] = (GridLens, BullMQPython, BullMQNode)
 SETTLE_S = 0.5  # after every consumer is ready, before the warm-up
 WARMUP_JOBS_PER_PROCESS = 100  # untimed, through the same processes before each run

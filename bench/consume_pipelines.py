@@ -91,7 +91,7 @@ class Pipeline:
         """Enqueue the first ``count`` entries (every one by default) at once."""
         raise NotImplementedError
 
-    def first(self, count: int | None) -> int:
+    def enqueue_count(self, count: int | None) -> int:
         """How many entries ``enqueue(count)`` takes."""
         if count is None:
             return len(self.entries)
@@ -229,7 +229,7 @@ class GridLens(Pipeline):
         return 0
 
     async def enqueue(self, count: int | None = None) -> Enqueued:
-        entries = self.entries[: self.first(count)]
+        entries = self.entries[: self.enqueue_count(count)]
         started, cpu = time.time(), time.thread_time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for entry in entries:
@@ -325,7 +325,7 @@ class BullMQPython(BullMQ):
         await self.queue.getJobCounts()  # connected, before the clock starts
 
     async def enqueue(self, count: int | None = None) -> Enqueued:
-        jobs = self.jobs[: self.first(count)]
+        jobs = self.jobs[: self.enqueue_count(count)]
         started, cpu = time.time(), time.thread_time()
         await self.queue.addBulk(jobs)
         return Enqueued(started, time.thread_time() - cpu)
@@ -374,7 +374,7 @@ class BullMQNode(BullMQ):
     async def enqueue(self, count: int | None = None) -> Enqueued:
         producer = self.helpers[0]
         assert producer.stdin is not None and producer.stdout is not None
-        producer.stdin.write(b"%d\n" % self.first(count))
+        producer.stdin.write(b"%d\n" % self.enqueue_count(count))
         await producer.stdin.drain()
         line = await asyncio.wait_for(producer.stdout.readline(), READY_TIMEOUT_S)
         if not line:
