@@ -53,6 +53,7 @@ def create_app(
             bearer_auth(api_key, auth_reads=settings.auth_reads),
         ],
     )
+    app[openapi.AUTH_READS] = settings.auth_reads
     app.cleanup_ctx.append(connections(settings, database_url, redis_url))
     app.cleanup_ctx.append(background_refresh(lambda running: running[CONTEXT].pool))
     for module in (health, openapi, publish, events, status, kpi):

@@ -49,7 +49,11 @@ def connections(settings: Settings, database_url: str, redis_url: str) -> Any:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         pool = postgres_pool(
-            database_url, min_size=1, max_size=8, statement_timeout_s=10.0, name="gridlens-api"
+            database_url,
+            min_size=1,
+            max_size=settings.api_pool_size,
+            statement_timeout_s=10.0,
+            name="gridlens-api",
         )
         await pool.open(wait=False)
         client = redis_client(redis_url)

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 
 from api.context import ApiContext, context
 from api.events import TENANT_QUERY, tenant_parameter
-from api.openapi import PATHS, error_response, ok_response
+from api.openapi import PATHS, READ_ERRORS, errors, ok_response
 from api.responses import json_response
 from gridlens.sqlfiles import query
 
@@ -27,8 +27,7 @@ PATHS["/api/ami/kpi/quickcheck"] = {
         "parameters": [TENANT_QUERY],
         "responses": {
             "200": ok_response("the summary; empty lists when the tenant has no reads"),
-            "400": error_response("tenantId missing or invalid"),
-            "503": error_response("PostgreSQL unreachable"),
+            **errors(*READ_ERRORS),
         },
     }
 }
@@ -39,11 +38,10 @@ async def quickcheck(request: web.Request) -> web.Response:
     tenant_id = tenant_parameter(request)
     ctx = context(request)
     async with ctx.pool.connection() as conn:
-        conn.row_factory = dict_row
         cursor = await conn.execute(
             query("quickcheck_intervals"), {"tenant_id": tenant_id, "intervals": INTERVALS}
         )
-        intervals = [row["read_at"] for row in await cursor.fetchall()]
+        intervals = [read_at for (read_at,) in await cursor.fetchall()]
     if not intervals:
         return json_response(
             {
@@ -78,9 +76,8 @@ async def quickcheck(request: web.Request) -> web.Response:
 async def _rows(
     ctx: ApiContext, name: str, params: dict[str, Any], limit: int | None = None
 ) -> list[dict[str, Any]]:
-    async with ctx.pool.connection() as conn:
-        conn.row_factory = dict_row
-        cursor = await conn.execute(query(name), params)
+    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query(name), params)
         rows = await (cursor.fetchmany(limit) if limit else cursor.fetchall())
     return [{_camel(key): _json(value) for key, value in row.items()} for row in rows]
 
@@ -103,11 +100,15 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
     params = {"tenant_id": tenant_id, "day": day}
     summary: dict[str, Any] = {"day": day.date().isoformat()}
     try:
-        async with ctx.pool.connection() as conn, conn.transaction():
-            conn.row_factory = dict_row
-            await conn.execute(query("statement_budget"), {"milliseconds": str(THEFT_BUDGET_MS)})
-            rows = await (await conn.execute(query("theft_suspects"), params)).fetchall()
-            refreshed = await (await conn.execute(query("theft_refreshed_at"), params)).fetchone()
+        async with (
+            ctx.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor(row_factory=dict_row) as cursor,
+        ):
+            # A setting for this transaction only: the pooled connection keeps its own.
+            await cursor.execute(query("statement_budget"), {"milliseconds": str(THEFT_BUDGET_MS)})
+            rows = await (await cursor.execute(query("theft_suspects"), params)).fetchall()
+            refreshed = await (await cursor.execute(query("theft_refreshed_at"), params)).fetchone()
     except psycopg.errors.QueryCanceled:
         return {
             **summary,

@@ -10,7 +10,7 @@ from aiohttp import web
 from api.body import json_object
 from api.context import ApiContext, context
 from api.errors import ApiError
-from api.openapi import PATHS, error_response
+from api.openapi import PATHS, errors, ok_response
 from api.responses import json_response
 from gridlens.entry import TENANT_PATTERN
 from gridlens.queue import queue_depth
@@ -18,7 +18,12 @@ from producer import metrics
 from producer.event_store import active_events
 from producer.planner import Plan
 from producer.publisher import Backpressure, Published, PublishFailed
-from producer.request import PublishRequest, RequestError, parse_publish_request
+from producer.request import (
+    ImplausibleRequest,
+    PublishRequest,
+    RequestError,
+    parse_publish_request,
+)
 
 routes = web.RouteTableDef()
 
@@ -73,13 +78,12 @@ PATHS["/api/ami/publish-once"] = {
             },
         },
         "responses": {
-            "200": {"description": "published, or the plan of a dry run"},
-            "400": error_response("malformed request; nothing enqueued"),
-            "401": error_response("no API key"),
-            "403": error_response("wrong API key"),
-            "413": error_response("body over 64 KiB"),
-            "429": error_response("backpressure: queue too deep; nothing enqueued"),
-            "503": error_response("Redis or PostgreSQL unreachable, or Redis failed part-way"),
+            "200": ok_response("published, or the plan of a dry run"),
+            **errors(
+                *("400", "401", "403", "413", "422", "429", "503"),
+                e503="Redis or PostgreSQL unreachable, or Redis failed part-way: the message "
+                "says how many jobs went out",
+            ),
         },
     }
 }
@@ -96,7 +100,7 @@ async def publish_once(request: web.Request) -> web.Response:
         raise
     except RequestError as error:
         metrics.PUBLISHES.labels("rejected").inc()
-        raise ApiError(400, str(error)) from None
+        raise ApiError(422 if isinstance(error, ImplausibleRequest) else 400, str(error)) from None
     if publish_request.dry_run:
         return json_response(await _dry_run(ctx, publish_request))
     # Its own task, shielded: a client that goes away does not stop a started publish.
@@ -168,9 +172,8 @@ def _result(published: Published) -> dict[str, Any]:
         "reads": published.reads,
         "skippedReads": published.skipped_reads,
         "elapsedSeconds": round(published.elapsed_s, 3),
-        "readsPerSecond": round(published.reads / published.elapsed_s, 1)
-        if published.elapsed_s > 0
-        else None,
+        "readsPerSecond": published.pace.average_per_second(),
+        "fullestSecondReads": published.pace.fullest_second(),
         "safetyWarnings": _warnings(plan),
     }
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from api.context import ApiContext, context
 from api.events import TENANT_QUERY, tenant_parameter
-from api.openapi import PATHS, error_response, ok_response
+from api.openapi import PATHS, READ_ERRORS, errors, ok_response
 from api.responses import json_response
 from gridlens.queue import queue_depth
 from gridlens.sqlfiles import query
@@ -26,8 +26,7 @@ PATHS["/api/ami/scale/status"] = {
         "parameters": [TENANT_QUERY],
         "responses": {
             "200": ok_response("status"),
-            "400": error_response("tenantId missing or invalid"),
-            "503": error_response("Redis or PostgreSQL unreachable"),
+            **errors(*READ_ERRORS),
         },
     }
 }

@@ -23,6 +23,7 @@ from bench.servers import bench_services
 from gridlens.api_client import wait_ready
 from gridlens.entry import ENTRY_FIELD, decode
 from gridlens.keys import Keys
+from producer.pace import fullest_window
 
 API_KEY = "bench-key-0123456789abcdef"
 PORT = 5099
@@ -38,14 +39,7 @@ BODY = {
 
 def fullest_second(entries: list[tuple[int, int]]) -> int:
     """The most reads in any window [t, t + 1000) ms of (entry id ms, reads), sorted by ms."""
-    fullest = total = start = 0
-    for ms, reads in entries:
-        total += reads
-        while entries[start][0] <= ms - 1000:
-            total -= entries[start][1]
-            start += 1
-        fullest = max(fullest, total)
-    return fullest
+    return fullest_window(entries, 1000)
 
 
 async def measure(pid: int, redis_url: str) -> None:

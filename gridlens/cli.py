@@ -77,7 +77,7 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
 
 
 def _tenant(text: str) -> str:
-    if not TENANT_PATTERN.match(text):
+    if not TENANT_PATTERN.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must match {TENANT_PATTERN.pattern}")
     return text
 

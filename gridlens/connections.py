@@ -7,6 +7,7 @@ from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
+from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 from redis import exceptions as redis_errors
 
@@ -39,6 +40,10 @@ def postgres_pool(
 
     ``autocommit``: each statement is its own transaction (no BEGIN/COMMIT round trips),
     for callers whose every unit of work is one statement.
+
+    A connection comes back from every borrower as the pool made it: the pool resets
+    its row factory, autocommit and session settings (``RESET ALL`` keeps the startup
+    options, so the statement_timeout stays) before lending it again.
     """
     options = (
         f"-c statement_timeout={int(statement_timeout_s * 1000)}" if statement_timeout_s else ""
@@ -56,7 +61,21 @@ def postgres_pool(
         open=False,
         timeout=CHECK_TIMEOUT_S,
         name=name,
+        reset=_session_reset(autocommit),
     )
+
+
+def _session_reset(autocommit: bool) -> Any:
+    """The pool's reset hook: undo what a borrower may have changed on a connection."""
+
+    async def reset(conn: psycopg.AsyncConnection[Any]) -> None:
+        conn.row_factory = tuple_row
+        if conn.autocommit != autocommit:
+            await conn.set_autocommit(autocommit)
+        async with conn.transaction():
+            await conn.execute(query("reset_session"))
+
+    return reset
 
 
 async def check_redis(client: aioredis.Redis) -> None:

@@ -149,7 +149,7 @@ def decode(raw: bytes) -> ReadBatch:
 
 def _text(document: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:
     value = document[key]
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise EntryError(f"{key} {value!r} does not match {pattern.pattern}")
     return value
 

@@ -57,10 +57,11 @@ def background_refresh(pool_of: Any) -> Any:
             while True:
                 try:
                     await refresh_stale_days(pool_of(app))
-                except (psycopg.Error, TimeoutError) as error:
+                except Exception as error:  # whatever went wrong, the next pass tries again
                     log.warning(
                         "kpi refresh failed; next pass retries",
-                        extra={"action": "kpi_refresh_failed", "error": str(error)},
+                        extra={"action": "kpi_refresh_failed", "error": repr(error)},
+                        exc_info=not isinstance(error, psycopg.Error | TimeoutError),
                     )
                 await asyncio.sleep(REFRESH_EVERY_S)
 

@@ -54,6 +54,7 @@ class Settings:
     auth_reads: bool = False
     redis_namespace: str = "gridlens"  # the hash tag of every Redis key
     caps: Caps = field(default_factory=Caps)
+    api_pool_size: int = 8  # PostgreSQL connections of one API process
     consumer_concurrency: int = 8  # in-flight jobs per consumer process
     claim_idle_ms: int = 30_000  # pending this long on a dead consumer: claimed
     max_deliveries: int = 5  # then the entry is dead-lettered
@@ -83,6 +84,7 @@ class Settings:
             auth_reads=env.flag("GRIDLENS_AUTH_READS"),
             redis_namespace=env.namespace("GRIDLENS_REDIS_NAMESPACE", "gridlens"),
             caps=caps,
+            api_pool_size=env.integer("GRIDLENS_API_POOL_SIZE", 8, low=1, high=64),
             consumer_concurrency=env.integer("GRIDLENS_CONSUMER_CONCURRENCY", 8, low=5, high=10),
             claim_idle_ms=env.integer("GRIDLENS_CLAIM_IDLE_MS", 30_000, low=1_000, high=3_600_000),
             max_deliveries=env.integer("GRIDLENS_MAX_DELIVERIES", 5, low=1, high=100),

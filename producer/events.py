@@ -28,7 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
-from gridlens.timestamps import parse_utc
+from gridlens.timestamps import OutOfRange, parse_utc
 from producer.model import MINUTES_PER_DAY, honest_kwh
 from producer.randomness import FloatArray, Stream, uniform
 
@@ -53,6 +53,7 @@ MIN_WINDOW_HOURS: Final = 4.0  # h2's daily zero window, when drawn
 MAX_WINDOW_HOURS: Final = 10.0
 DEFAULT_DEPTH_PCT: Final = 10.0
 MAX_DURATION: Final = timedelta(days=366)
+MAX_DURATION_MINUTES: Final = int(MAX_DURATION.total_seconds()) // 60
 _COMMON_FIELDS: Final = frozenset(
     {"tenantId", "type", "feederId", "startsAt", "endsAt", "durationMinutes", "fraction"}
 )
@@ -66,6 +67,10 @@ _PATTERN_FIELDS: Final = {"alpha": "h1", "windowStartHour": "h2", "windowHours":
 
 class EventError(ValueError):
     """An event body that is not valid; the message names the field."""
+
+
+class ImplausibleEvent(EventError):
+    """A well-formed body that describes no possible event (it ends before it starts)."""
 
 
 @dataclass(frozen=True)
@@ -182,11 +187,12 @@ def parse_event(body: Mapping[str, Any]) -> Event:
     if unknown:
         raise EventError(f"unknown field(s): {', '.join(sorted(unknown))}")
     tenant_id = _string(body, "tenantId", TENANT_PATTERN)
+    raw_type = _required(body, "type")
     try:
-        event_type = EventType(_required(body, "type"))
+        event_type = EventType(raw_type)
     except ValueError:
         raise EventError(
-            f"type must be one of {', '.join(t.value for t in EventType)}, not {body['type']!r}"
+            f"type must be one of {', '.join(t.value for t in EventType)}, not {raw_type!r}"
         ) from None
     misplaced = set(body) - _COMMON_FIELDS - _TYPE_FIELDS[event_type]
     if misplaced:
@@ -246,7 +252,7 @@ def _required(body: Mapping[str, Any], name: str) -> Any:
 
 def _string(body: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str:
     value = _required(body, name)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise EventError(f"{name} must match {pattern.pattern}, not {value!r}")
     return value
 
@@ -254,6 +260,8 @@ def _string(body: Mapping[str, Any], name: str, pattern: re.Pattern[str]) -> str
 def _timestamp(body: Mapping[str, Any], name: str) -> datetime:
     try:
         return parse_utc(name, _required(body, name))
+    except OutOfRange as error:
+        raise ImplausibleEvent(str(error)) from None
     except ValueError as error:
         raise EventError(str(error)) from None
 
@@ -265,15 +273,20 @@ def _ends_at(body: Mapping[str, Any], starts_at: datetime) -> datetime:
         ends_at = _timestamp(body, "endsAt")
     else:
         minutes = body["durationMinutes"]
+        if type(minutes) is float and minutes.is_integer():
+            minutes = int(minutes)  # JSON has one number type: 60.0 is 60
         if type(minutes) is not int or minutes <= 0:
             raise EventError(f"durationMinutes must be a positive integer, not {minutes!r}")
-        if minutes > MAX_DURATION.total_seconds() // 60:
-            raise EventError("durationMinutes must be at most 366 days")
-        ends_at = starts_at + timedelta(minutes=minutes)
+        if minutes > MAX_DURATION_MINUTES:
+            raise EventError(f"durationMinutes must be at most 366 days ({MAX_DURATION_MINUTES})")
+        try:
+            ends_at = starts_at + timedelta(minutes=minutes)
+        except OverflowError:
+            raise ImplausibleEvent("the event would end after the year 9999") from None
     if ends_at <= starts_at:
-        raise EventError("endsAt must be after startsAt")
+        raise ImplausibleEvent("endsAt must be after startsAt")
     if ends_at - starts_at > MAX_DURATION:
-        raise EventError("an event lasts at most 366 days")
+        raise ImplausibleEvent("an event lasts at most 366 days")
     return ends_at
 
 

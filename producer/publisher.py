@@ -34,6 +34,7 @@ from gridlens.settings import Caps
 from producer import metrics
 from producer.batch import generate_batch
 from producer.events import Event
+from producer.pace import PaceLog
 from producer.planner import Plan, plan_publish
 from producer.request import PublishRequest
 
@@ -73,6 +74,7 @@ class Published:
     reads: int  # rows enqueued (after comms-outage skips)
     skipped_reads: int  # meters in a comms outage: no row
     elapsed_s: float
+    pace: PaceLog  # when each job was written, by the server's clock
 
 
 class Publisher:
@@ -95,6 +97,7 @@ class Publisher:
         started = time.monotonic()
         plan, cursor_before = await self._admit(request, publish_id)
         jobs = reads = skipped = 0
+        pace = PaceLog(self.caps.reads_per_second)
         try:
             for feeder, meters in plan.job_meters():
                 batch = generate_batch(
@@ -109,7 +112,10 @@ class Publisher:
                 skipped += len(meters) - len(batch)
                 if len(batch) == 0:
                     continue  # every meter of the job is in a comms outage
-                await self._enqueue_paced(encode(batch), len(batch), len(meters), publish_id)
+                written_us = await self._enqueue_paced(
+                    encode(batch), len(batch), len(meters), publish_id
+                )
+                pace.add(written_us, len(batch))
                 jobs += 1
                 reads += len(batch)
                 metrics.JOBS_ENQUEUED.inc()
@@ -132,7 +138,8 @@ class Publisher:
             keys=[self.keys.reservations, self.keys.cursor(request.tenant_id)],
             args=[publish_id, "", ""],
         )
-        return Published(plan, publish_id, jobs, reads, skipped, time.monotonic() - started)
+        elapsed_s = time.monotonic() - started
+        return Published(plan, publish_id, jobs, reads, skipped, elapsed_s, pace)
 
     async def _admit(self, request: PublishRequest, publish_id: str) -> tuple[Plan, str]:
         cursor_key = self.keys.cursor(request.tenant_id)
@@ -161,9 +168,8 @@ class Publisher:
             cursor = outcome[1]  # another publish of this tenant moved it: plan again
         raise RedisError("the tenant's cursor kept moving; too many concurrent publishes")
 
-    async def _enqueue_paced(
-        self, entry: bytes, reads: int, reserved: int, publish_id: str
-    ) -> None:
+    async def _enqueue_paced(self, entry: bytes, reads: int, reserved: int, publish_id: str) -> int:
+        """Write the entry once the rate limit allows; return the server time (µs) it was."""
         while True:
             outcome: Any = await self._enqueue(
                 keys=[
@@ -184,7 +190,7 @@ class Publisher:
                 ],
             )
             if int(outcome[0]) == 1:
-                return
+                return int(outcome[2])
             await asyncio.sleep(min(int(outcome[1]) / 1e6, MAX_WAIT_S))
 
     async def _give_back(

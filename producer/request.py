@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from gridlens.entry import INTERVALS_MINUTES, TENANT_PATTERN
 from gridlens.settings import Caps
-from gridlens.timestamps import parse_utc
+from gridlens.timestamps import OutOfRange, parse_utc
 from producer.fleet import align_read_at
 
 MIN_FEEDERS: Final = 10
@@ -27,10 +27,15 @@ DEFAULTS: Final = {
     "dryRun": False,
 }
 FIELDS: Final = frozenset({"tenantId", "readAt", *DEFAULTS})
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class RequestError(ValueError):
     """The request cannot be published as asked; nothing was enqueued."""
+
+
+class ImplausibleRequest(RequestError):
+    """A well-formed request that asks for what cannot be (reads from the future)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ def parse_publish_request(
     tenant_id = body.get("tenantId")
     if tenant_id is None:
         raise RequestError("tenantId is required")
-    if not isinstance(tenant_id, str) or not TENANT_PATTERN.match(tenant_id):
+    if not isinstance(tenant_id, str) or not TENANT_PATTERN.fullmatch(tenant_id):
         raise RequestError(f"tenantId must match {TENANT_PATTERN.pattern}, not {tenant_id!r}")
     interval = _positive_int(body, "intervalMinutes")
     if interval not in INTERVALS_MINUTES:
@@ -72,6 +77,8 @@ def parse_publish_request(
     feeder_count = _clamped(body, "feederCount", MIN_FEEDERS, MAX_FEEDERS, warnings)
     moment = now or datetime.now(UTC)
     read_at = align_read_at(_read_at(body, moment), interval)
+    if read_at <= EPOCH:
+        raise ImplausibleRequest(f"readAt must be after {EPOCH.isoformat()}: reads carry Unix time")
     return PublishRequest(
         tenant_id=tenant_id,
         interval_minutes=interval,
@@ -107,13 +114,15 @@ def _clamped(body: Mapping[str, Any], name: str, low: int, high: int, warnings: 
 
 
 def _read_at(body: Mapping[str, Any], now: datetime) -> datetime:
-    raw = body.get("readAt")
-    if raw is None:
+    if "readAt" not in body:
         return now
+    raw = body["readAt"]
     try:
         moment = parse_utc("readAt", raw)
+    except OutOfRange as error:
+        raise ImplausibleRequest(str(error)) from None
     except ValueError as error:
         raise RequestError(str(error)) from None
     if moment > now:
-        raise RequestError(f"readAt {raw} is in the future; meters report what has happened")
+        raise ImplausibleRequest(f"readAt {raw} is in the future; meters report what has happened")
     return moment

@@ -134,6 +134,10 @@ SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_c
 FROM public.kpi_theft_suspects_on(%(tenant_id)s, %(day)s)
 ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id
 
+-- name: reset_session
+-- Every setting back to the connection's start-up values (gridlens.connections' pool reset).
+RESET ALL
+
 -- name: statement_budget
 -- A statement timeout for the rest of the current transaction.
 SELECT set_config('statement_timeout', %(milliseconds)s, true)

@@ -15,12 +15,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from bench.publish import fullest_second
 from consumer.worker import Consumer
 from gridlens.embedded import EmbeddedRedis
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group, queue_depth
-from gridlens.settings import Settings
+from gridlens.settings import HARD_MAX_READS_PER_SECOND, Settings
 from tests.conftest import TEST_API_KEY
 from tests.test_consumer import feeder_batch
 
@@ -142,6 +143,19 @@ async def test_a_publish_enqueues_one_feeder_per_job_within_the_caps(
         assert len(batch) <= 150 and batch.tenant_id == tenant
         assert {(n - 1) % 10 + 1 for n in batch.meter_numbers} == {int(batch.feeder_id[7:])}
     assert sorted(n for b in batches for n in b.meter_numbers) == list(range(1, 2_001))
+
+
+async def test_every_rate_figure_of_a_25000_meter_publish_is_within_the_cap(
+    post: Post, redis: aioredis.Redis, keys: Keys
+) -> None:
+    status, body, _ = await post(meterCount=25_000, feederCount=25, readAt="2026-11-25T10:00:00Z")
+    assert (status, body["reads"], body["jobs"]) == (200, 25_000, 50)
+    stream: Any = await redis.xrange(keys.stream)
+    written = [(int(entry_id.split(b"-")[0]), 500) for entry_id, _ in stream]
+    assert fullest_second(written) <= HARD_MAX_READS_PER_SECOND  # an observer's own count
+    assert body["fullestSecondReads"] <= HARD_MAX_READS_PER_SECOND
+    assert body["readsPerSecond"] <= HARD_MAX_READS_PER_SECOND
+    assert body["fullestSecondReads"] >= 500 and body["readsPerSecond"] > 0  # figures of it
 
 
 async def test_an_outage_event_skips_its_rows(

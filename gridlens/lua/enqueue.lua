@@ -11,7 +11,7 @@
 -- ARGV[1] entry field   ARGV[2] entry   ARGV[3] reads in the entry   ARGV[4] cap (reads/s)
 -- ARGV[5] window, µs   ARGV[6] publish id   ARGV[7] reads reserved for this job   ARGV[8] lease, µs
 --
--- Returns {1, entry id} when enqueued, {0, µs to wait} when not yet.
+-- Returns {1, entry id, server time in µs} when enqueued, {0, µs to wait} when not yet.
 local now = server_time_us()
 local reads = tonumber(ARGV[3])
 local cap = tonumber(ARGV[4])
@@ -68,4 +68,4 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 local spacing = math.floor(reads * 1000000 / cap)
 redis.call('SET', KEYS[3], string.format('%d', now + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
 settle(true)
-return {1, id}
+return {1, id, now}

@@ -1,0 +1,126 @@
+"""The OpenAPI document is the API's exact contract: schemathesis fuzzes it.
+
+A real API process and a real consumer, on this run's database and a Redis namespace
+of their own, meet every schemathesis check (response time aside) in positive and
+negative modes and stateful sequences (an event created, listed, deleted), plus a
+check of ours: a rejected request changes nothing (tests/fuzz/hooks.py).
+
+The seed is drawn afresh each run and printed; GRIDLENS_FUZZ_SEED replays one.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridlens.embedded import free_port
+from tests.conftest import TEST_API_KEY, Servers
+from tests.http import request
+
+ROOT = Path(__file__).resolve().parent.parent
+MIN_CASES = 1_000
+EXAMPLES_PER_OPERATION = 100  # about 1,600 cases over the nine operations
+FUZZ_TIMEOUT_S = 600
+
+
+@pytest.fixture
+def live_api(
+    servers: Servers, database_url: str, namespace: str, tmp_path: Path
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """An API process and a consumer process; (the API's URL, their environment)."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GRIDLENS_")},
+        "DATABASE_URL": database_url,
+        "REDIS_URL": servers.redis_url,
+        "GRIDLENS_REDIS_NAMESPACE": namespace,
+        "GRIDLENS_API_KEY": TEST_API_KEY,
+        "GRIDLENS_DATA_DIR": str(tmp_path),
+        "GRIDLENS_PORT": str(port),
+        # A lowered cap (allowed: caps may only go down) keeps each generated publish
+        # to 50 reads, so a thousand of them take seconds, not hours.
+        "GRIDLENS_MAX_METERS": "50",
+        "GRIDLENS_LOG_LEVEL": "WARNING",
+    }
+    processes = []
+    for command in ("api", "consume"):
+        with (tmp_path / f"{command}.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "gridlens", command], env=env, stderr=log
+                )
+            )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(base)
+        yield base, env
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(30)
+
+
+def wait_until_ready(base: str) -> None:
+    for _ in range(300):
+        try:
+            if request("GET", f"{base}/readyz")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{base} not ready")
+
+
+def test_the_api_meets_its_openapi_document(
+    live_api: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = live_api
+    seed = int(os.environ.get("GRIDLENS_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "schemathesis"),
+            "--config-file",
+            str(ROOT / "tests" / "schemathesis.toml"),
+            "run",
+            f"{base}/api/openapi.json",
+            "--checks",
+            "all",
+            "--mode",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            str(EXAMPLES_PER_OPERATION),
+            "--seed",
+            str(seed),
+            "--workers",
+            "1",
+            "--header",
+            f"Authorization: Bearer {TEST_API_KEY}",
+            "--request-timeout",
+            "30",
+            "--generation-database",
+            "none",
+            "--no-color",
+        ],
+        env={**env, "SCHEMATHESIS_HOOKS": "tests.fuzz.hooks", "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=FUZZ_TIMEOUT_S,
+        check=False,
+    )
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    print(report)
+    assert result.returncode == 0, f"seed {seed} (GRIDLENS_FUZZ_SEED replays it):\n{report}"
+    generated = re.search(r"(\d+) generated", result.stdout)
+    assert generated and int(generated.group(1)) >= MIN_CASES, report
