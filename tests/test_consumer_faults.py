@@ -230,6 +230,11 @@ async def test_sigterm_mid_run_exits_cleanly_and_loses_nothing(
     consumers.start(2)
     publish = asyncio.create_task(publish_interval(settings, redis, tenant))
     await asyncio.sleep(4)
+    first_log = consumers.logs / "consumer-0.log"
+    for _ in range(300):  # a busy machine may take longer than 4 s to start a process
+        if '"action":"consumer_start"' in first_log.read_text():
+            break
+        await asyncio.sleep(0.1)
     consumers.processes[0].send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(consumers.processes[0].wait, 30) == 0
     assert (await publish).reads == 25_000
