@@ -58,7 +58,9 @@ async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> Non
         )
         for n in range(1, settings.consumers + 1)
     ]
-    supervisor = Supervisor(children, env, grace_s=settings.shutdown_grace_s + 5)
+    supervisor = Supervisor(
+        children, env, grace_s=settings.shutdown_grace_s + 5, servers=urls.owned
+    )
     running = asyncio.create_task(supervisor.run(stop))
     base = f"http://{settings.host}:{settings.port}"
     if await wait_ready(base, READY_TIMEOUT_S, stop):

@@ -54,9 +54,7 @@ def live_api(
     for command in ("api", "consume"):
         with (tmp_path / f"{command}.log").open("wb") as log:
             processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "gridlens", command], env=env, stderr=log
-                )
+                subprocess.Popen([sys.executable, "-m", "gridlens", command], env=env, stderr=log)
             )
     base = f"http://127.0.0.1:{port}"
     try:
