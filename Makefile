@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench demo migrate clean tools
+.PHONY: run test lint format bench soak demo migrate clean tools
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -41,6 +41,11 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 
 bench: $(BENCH_STAMP)  ## benchmarks; each prints its figures
 	$(BIN)/python -m bench
+
+SOAK_MINUTES ?= 30
+
+soak: $(STAMP)  ## a stack of its own at the rate cap for SOAK_MINUTES (30): memory, lag, errors, rows
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 demo: $(STAMP)  ## the acceptance of SPEC §9 against the running stack (`make run` first)
 	$(BIN)/gridlens demo

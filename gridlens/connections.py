@@ -18,13 +18,19 @@ CHECK_TIMEOUT_S = 3.0
 
 
 def redis_client(url: str, *, max_connections: int = 32) -> aioredis.Redis:
-    """An asyncio Redis client; bytes in, bytes out. rediss:// URLs use TLS."""
-    return aioredis.Redis.from_url(
+    """An asyncio Redis client; bytes in, bytes out. rediss:// URLs use TLS.
+
+    When all ``max_connections`` are busy, a command waits up to CHECK_TIMEOUT_S for one
+    to come free (then ConnectionError, a 503): a burst of requests queues, it does not fail.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
+        timeout=CHECK_TIMEOUT_S,
         socket_connect_timeout=CHECK_TIMEOUT_S,
         health_check_interval=30,
     )
+    return aioredis.Redis.from_pool(pool)
 
 
 def postgres_pool(
@@ -100,6 +106,10 @@ def describe_redis_error(error: BaseException, url: str) -> str:
         return f"Redis authentication failed at {where}: check the password in REDIS_URL ({error})"
     if isinstance(error, TimeoutError | asyncio.TimeoutError | redis_errors.TimeoutError):
         return f"Redis did not answer within {CHECK_TIMEOUT_S:.0f} s at {where}"
+    if "No connection available" in str(error):
+        return (
+            f"no Redis connection came free within {CHECK_TIMEOUT_S:.0f} s: the API is overloaded"
+        )
     return f"Redis is unreachable at {where}: {error}"
 
 

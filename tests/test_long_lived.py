@@ -8,6 +8,7 @@ Each answer must equal the one a fresh application gives to the same call.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -186,3 +187,14 @@ async def test_the_pool_gives_back_each_connection_as_it_made_it(database_url: s
             assert row == (True, True, "7s")  # a tuple: the row factory is back
             assert conn.autocommit is False
             assert conn.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+
+
+async def test_a_burst_of_concurrent_requests_waits_for_connections_rather_than_failing(
+    app_client: Callable[[], Awaitable[Client]], namespace: str
+) -> None:
+    """Each status call uses several Redis connections at once; a burst needs more than
+    the client's 32 and more than the pool's one PostgreSQL connection."""
+    client = await app_client()
+    path = f"/api/ami/scale/status?tenantId={namespace.replace('-', '_')}"
+    answers = await asyncio.gather(*(client.get(path) for _ in range(100)))
+    assert [response.status for response in answers] == [200] * 100
