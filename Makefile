@@ -15,10 +15,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## the whole stack on 127.0.0.1:5000 (embedded servers unless DATABASE_URL / REDIS_URL)
 	$(BIN)/gridlens up
 
-test: lint tools  ## lint, then every test against real servers
+test: lint  ## lint, then every test against real servers (ops tests skip without `make tools`)
 	$(BIN)/pytest
 
-tools:  ## prometheus, promtool and docker-compose for the ops tests, from Debian's packages when missing
+tools:  ## prometheus, promtool, docker-compose, systemd-analyze for the ops tests (Debian packages)
 	@ops/install-tools
 
 lint: $(STAMP)  ## ruff and mypy

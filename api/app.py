@@ -10,16 +10,15 @@ from aiohttp import web
 
 from api import events, health, kpi, openapi, publish, status
 from api.auth import bearer_auth
-from api.context import CONTEXT, connections
+from api.context import CONTEXT, connections, shutdown_begins
 from api.errors import json_errors
-from gridlens.kpi_refresh import background_refresh
+from api.kpi_refresh import background_refresh
 from gridlens.metrics import Counter, Histogram
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-SHUTDOWN_TIMEOUT_S = 30.0  # a publish in progress finishes within this on SIGTERM
 
 HTTP_REQUESTS = Counter(
     "gridlens_api_http_requests_total",
@@ -42,34 +41,34 @@ async def http_metrics(request: web.Request, handler: Any) -> web.StreamResponse
     return response
 
 
-def create_app(
-    settings: Settings, database_url: str, redis_url: str, api_key: str
-) -> web.Application:
+def create_app(settings: Settings) -> web.Application:
+    """The application; ``settings`` resolved (Settings.resolved)."""
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=[
             http_metrics,
             json_errors,
-            bearer_auth(api_key, auth_reads=settings.auth_reads),
+            bearer_auth(settings.resolved_api_key, auth_reads=settings.auth_reads),
         ],
     )
     app[openapi.AUTH_READS] = settings.auth_reads
-    app.cleanup_ctx.append(connections(settings, database_url, redis_url))
+    app.cleanup_ctx.append(connections(settings))
+    app.on_shutdown.append(shutdown_begins)
     app.cleanup_ctx.append(background_refresh(lambda running: running[CONTEXT].pool))
     for module in (health, openapi, publish, events, status, kpi):
         app.add_routes(module.routes)
     return app
 
 
-def run_api(settings: Settings, database_url: str, redis_url: str, api_key: str) -> None:
+def run_api(settings: Settings) -> None:
     log.info(
         "api listening", extra={"action": "api_start", "host": settings.host, "port": settings.port}
     )
     web.run_app(
-        create_app(settings, database_url, redis_url, api_key),
+        create_app(settings),
         host=settings.host,
         port=settings.port,
         access_log=None,
         print=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        shutdown_timeout=settings.shutdown_grace_s,  # requests, publishes among them
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,8 +17,6 @@ from gridlens.keys import Keys
 from gridlens.settings import Settings
 from producer.publisher import Publisher
 
-PUBLISH_DRAIN_S = 60.0  # at shutdown, publishes in progress finish within this
-
 
 @dataclass
 class ApiContext:
@@ -25,12 +24,11 @@ class ApiContext:
     keys: Keys
     redis: aioredis.Redis
     pool: AsyncConnectionPool[Any]
-    database_url: str
-    redis_url: str
     publisher: Publisher
     # Publishes run as tasks of their own: a client that disconnects does not stop one,
     # and shutdown waits for them.
     publishes: set[asyncio.Task[Any]] = field(default_factory=set)
+    shutdown_deadline: float = float("inf")  # monotonic; set when shutdown begins
 
 
 CONTEXT: web.AppKey[ApiContext] = web.AppKey("gridlens", ApiContext)
@@ -40,38 +38,45 @@ def context(request: web.Request) -> ApiContext:
     return request.app[CONTEXT]
 
 
-def connections(settings: Settings, database_url: str, redis_url: str) -> Any:
+def connections(settings: Settings) -> Any:
     """A cleanup context: clients opened at start-up, closed at shutdown.
 
     Neither waits for its server, so the API starts (and /readyz says what is
-    down) even while Redis or PostgreSQL is unreachable.
+    down) even while Redis or PostgreSQL is unreachable. At shutdown, publishes whose
+    client went away (the server no longer waits for them) finish within what is left of
+    the grace period.
     """
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         pool = postgres_pool(
-            database_url,
+            settings.resolved_database_url,
             min_size=1,
             max_size=settings.api_pool_size,
             statement_timeout_s=10.0,
             name="gridlens-api",
         )
         await pool.open(wait=False)
-        client = redis_client(redis_url)
+        client = redis_client(settings.resolved_redis_url)
         keys = Keys(settings.redis_namespace)
         ctx = ApiContext(
             settings=settings,
             keys=keys,
             redis=client,
             pool=pool,
-            database_url=database_url,
-            redis_url=redis_url,
             publisher=Publisher(client, keys, settings.caps),
         )
         app[CONTEXT] = ctx
         yield
         if ctx.publishes:
-            await asyncio.wait(ctx.publishes, timeout=PUBLISH_DRAIN_S)
+            left_s = ctx.shutdown_deadline - time.monotonic()
+            await asyncio.wait(ctx.publishes, timeout=max(0.0, left_s))
         await client.aclose()
         await pool.close()
 
     return lifecycle
+
+
+async def shutdown_begins(app: web.Application) -> None:
+    """An on_shutdown handler: the grace period starts now."""
+    ctx = app[CONTEXT]
+    ctx.shutdown_deadline = time.monotonic() + ctx.settings.shutdown_grace_s

@@ -13,8 +13,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from api.context import context
 from api.responses import json_response
 from gridlens.connections import describe_postgres_error, describe_redis_error
+from gridlens.errors import GridLensError
 
 # Redis or PostgreSQL unreachable: 503 naming it, never a 500.
 DEPENDENCY_ERRORS = (
@@ -28,7 +30,7 @@ DEPENDENCY_ERRORS = (
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
+class ApiError(GridLensError):
     """An error the client should see, with its status and message."""
 
     def __init__(
@@ -72,13 +74,11 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def _dependency_error(request: web.Request, error: Exception) -> ApiError:
-    from api.context import context
-
     ctx = context(request)
     if isinstance(error, RedisError):
-        message = describe_redis_error(error, ctx.redis_url)
+        message = describe_redis_error(error, ctx.settings.resolved_redis_url)
     else:
-        message = describe_postgres_error(error, ctx.database_url)
+        message = describe_postgres_error(error, ctx.settings.resolved_database_url)
     log.warning("dependency down", extra={"action": "dependency_down", "error": message})
     return ApiError(503, message, headers={"Retry-After": "5"})
 

@@ -31,14 +31,17 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """PostgreSQL and Redis both answer: 200; else 503 naming what is down."""
     ctx = context(request)
+    settings = ctx.settings
     redis_result, postgres_result = await asyncio.gather(
         check_redis(ctx.redis), check_postgres(ctx.pool), return_exceptions=True
     )
     down: dict[str, str] = {}
     if isinstance(redis_result, BaseException):
-        down["redis"] = describe_redis_error(redis_result, ctx.redis_url)
+        down["redis"] = describe_redis_error(redis_result, settings.resolved_redis_url)
     if isinstance(postgres_result, BaseException):
-        down["postgres"] = describe_postgres_error(postgres_result, ctx.database_url)
+        down["postgres"] = describe_postgres_error(
+            postgres_result, ctx.settings.resolved_database_url
+        )
     if down:
         raise ApiError(503, f"not ready: {' and '.join(sorted(down))} down", down=down)
     return json_response({"ok": True, "postgres": "up", "redis": "up"})

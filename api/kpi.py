@@ -93,7 +93,7 @@ def _voltage(feeders: list[dict[str, Any]]) -> dict[str, Any]:
 async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str, Any]:
     """The latest day's suspects, from the meter-day features as last refreshed.
 
-    The features are refreshed in the background (gridlens/kpi_refresh.py), so the day
+    The features are refreshed in the background (api/kpi_refresh.py), so the day
     in progress lags by up to a refresh period; ``featuresAsOf`` says when.
     """
     day = (latest - timedelta(seconds=1)).replace(hour=0, minute=0, second=0, microsecond=0)

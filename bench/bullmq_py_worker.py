@@ -20,10 +20,10 @@ from typing import Any
 import orjson
 from psycopg_pool import AsyncConnectionPool
 
+from app.supervisor import die_with_supervisor
 from consumer.ingest import insert_batch
 from gridlens.connections import postgres_pool
 from gridlens.entry import decode
-from gridlens.supervisor import die_with_supervisor
 
 INSERT_TIMEOUT_S = 10.0  # as GRIDLENS_INSERT_TIMEOUT_S
 

@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from psycopg.rows import TupleRow
 from redis.exceptions import ResponseError
 
+from app.embedded import ServiceUrls
 from bench.consume_pipelines import CONCURRENCY, BullMQNode, BullMQPython, GridLens, Pipeline
 from bench.procstat import (
     RedisUsage,
@@ -48,7 +49,6 @@ from bench.procstat import (
 )
 from bench.servers import bench_services
 from consumer.ingest import insert_reads
-from gridlens.embedded import ServiceUrls
 from gridlens.entry import decode, encode
 from producer.batch import generate_batch
 from producer.fleet import feeder_meters

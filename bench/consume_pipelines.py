@@ -30,11 +30,11 @@ import redis.asyncio as aioredis
 from psycopg.conninfo import conninfo_to_dict
 from redis.exceptions import ResponseError
 
-from gridlens.embedded import ServiceUrls
+from app.embedded import ServiceUrls
+from app.supervisor import SUPERVISOR_PID_ENV
 from gridlens.entry import ENTRY_FIELD
 from gridlens.keys import CONSUMER_GROUP, Keys
 from gridlens.sqlfiles import query
-from gridlens.supervisor import SUPERVISOR_PID_ENV
 
 CONCURRENCY = 8  # in-flight jobs per consumer process, in every pipeline
 READY_TIMEOUT_S = 60.0
@@ -209,7 +209,7 @@ class GridLens(Pipeline):
         }
         for _ in range(count):
             self.consumers.append(
-                await spawn([sys.executable, "-m", "gridlens", "consume"], env, stdout=DEVNULL)
+                await spawn([sys.executable, "-m", "app", "consume"], env, stdout=DEVNULL)
             )
 
         async def joined() -> bool:

@@ -20,10 +20,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from api.kpi_refresh import refresh_stale_days
 from bench.servers import bench_services
 from consumer.ingest import insert_batch
 from gridlens.connections import postgres_pool
-from gridlens.kpi_refresh import refresh_stale_days
 from gridlens.settings import Settings
 from gridlens.sqlfiles import query
 from producer.batch import generate_batch
@@ -116,7 +116,7 @@ async def measure(database_url: str, redis_url: str) -> None:
             f" and rollups included): {per_day / 2**30:.2f} GiB a day for {METERS:,} meters"
             " at 15 minutes"
         )
-        app = create_app(settings, database_url, redis_url, settings.api_key or "")
+        app = create_app(settings.resolved(database_url, redis_url, settings.api_key or "-"))
         async with TestClient(TestServer(app)) as client:
             for name, path in (
                 ("status", "/api/ami/scale/status"),

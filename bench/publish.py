@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
+from app.api_client import wait_ready
 from bench.procstat import cpu_seconds
 from bench.servers import bench_services
-from gridlens.api_client import wait_ready
 from gridlens.entry import ENTRY_FIELD, decode
 from gridlens.keys import Keys
 from producer.pace import fullest_window
@@ -88,7 +88,7 @@ def main() -> None:
             "GRIDLENS_DATA_DIR": data_dir,
             "GRIDLENS_LOG_LEVEL": "WARNING",
         }
-        api = subprocess.Popen([sys.executable, "-m", "gridlens", "api"], env=env)
+        api = subprocess.Popen([sys.executable, "-m", "app", "api"], env=env)
         try:
             asyncio.run(measure(api.pid, urls.redis_url))
         finally:

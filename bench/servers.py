@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from gridlens.embedded import ServiceUrls, running_services
-from gridlens.migrate import migrate
+from app.embedded import ServiceUrls, running_services
+from app.migrate import migrate
 
 
 @contextlib.contextmanager

@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         with log_path.open("ab") as log:
             emulate = subprocess.Popen(
-                [sys.executable, "-m", "gridlens", "emulate", "--tenant", TENANT, *EMULATE_ARGS],
+                [sys.executable, "-m", "app", "emulate", "--tenant", TENANT, *EMULATE_ARGS],
                 env=stack.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

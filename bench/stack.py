@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from gridlens.embedded import free_port
+from app.embedded import free_port
 
 API_KEY = "bench-stack-key-0123456789abcdef"
 READY_WITHIN_S = 120.0  # first start: initdb, migrations, then the API
@@ -77,9 +77,9 @@ class Stack:
         roles: dict[str, list[int]] = {"supervisor": [self.supervisor.pid]}
         for pid in _children(self.supervisor.pid):
             command = _cmdline(pid)
-            if "gridlens api" in command:
+            if "-m app api" in command:
                 roles.setdefault("api", []).append(pid)
-            elif "gridlens consume" in command:
+            elif "-m app consume" in command:
                 port = _environ(pid).get("GRIDLENS_METRICS_PORT", "?")
                 number = int(port) - self.port if port.isdigit() else "?"
                 roles.setdefault(f"consumer-{number}", []).append(pid)
@@ -110,7 +110,7 @@ def running_stack(consumers: int = 2, name: str = "bench") -> Iterator[Stack]:
     try:
         with log_path.open("ab") as log:
             supervisor = subprocess.Popen(
-                [sys.executable, "-m", "gridlens", "up"],
+                [sys.executable, "-m", "app", "up"],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

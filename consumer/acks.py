@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from gridlens.queue import QueueDepth
+from gridlens.scripts import QueueDepth
 
 # Acknowledge these entry ids, which inserted that many reads; the depth after.
 AckCall = Callable[[list[str], int], Awaitable[QueueDepth]]

@@ -1,7 +1,7 @@
 """The adaptive in-flight limit: how many jobs a consumer runs at once (5–10, start 8).
 
 A small version of the Gradient2 limit of Netflix's concurrency-limits
-(github.com/Netflix/concurrency-limits): the short-term average of insert latency
+(the Netflix concurrency-limits library): the short-term average of insert latency
 is compared with a baseline; when it exceeds the baseline by more than the
 tolerance, the limit shrinks in proportion (the gradient), otherwise it grows by
 one "queue" step; changes are smoothed. The baseline stands for the latency of an

@@ -9,6 +9,7 @@ import signal
 
 from prometheus_client import start_http_server
 
+from consumer.housekeeping import SideTaskDied
 from consumer.limit import AdaptiveLimit
 from consumer.worker import Consumer
 from gridlens.connections import postgres_pool, redis_client
@@ -17,15 +18,16 @@ from gridlens.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def run_consumer(settings: Settings, database_url: str, redis_url: str) -> None:
+async def run_consumer(settings: Settings) -> int:
+    """Consume until SIGTERM or SIGINT; the exit status: 1 when a side task died."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         # The handler only sets the event: the loop stops reading, then drains.
         loop.add_signal_handler(signum, stop.set)
-    client = redis_client(redis_url)
+    client = redis_client(settings.resolved_redis_url)
     pool = postgres_pool(
-        database_url,
+        settings.resolved_database_url,
         # Connections for the starting limit are opened at start, so the first burst of
         # jobs does not wait for them; more are opened if the limit rises.
         min_size=settings.consumer_concurrency,
@@ -36,13 +38,17 @@ async def run_consumer(settings: Settings, database_url: str, redis_url: str) ->
     )
     if settings.metrics_port is not None:
         serve_metrics(settings.host, settings.metrics_port)
+    status = 0
     try:
         await pool.open(wait=False)
         await Consumer(settings, client, pool).run(stop)
+    except SideTaskDied:
+        status = 1  # logged where it died; the supervisor starts a new process
     finally:
         await pool.close()
         await client.aclose()
-    log.info("consumer stopped", extra={"action": "consumer_stop"})
+    log.info("consumer stopped", extra={"action": "consumer_stop", "status": status})
+    return status
 
 
 def serve_metrics(host: str, port: int) -> None:

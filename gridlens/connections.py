@@ -11,6 +11,7 @@ from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 from redis import exceptions as redis_errors
 
+from gridlens.errors import first_line
 from gridlens.settings import redact_url
 from gridlens.sqlfiles import query
 
@@ -117,7 +118,7 @@ def describe_postgres_error(error: BaseException, url: str) -> str:
     where = redact_url(url)
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         return f"PostgreSQL did not answer within {CHECK_TIMEOUT_S:.0f} s at {where}"
-    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    message = first_line(error)
     if isinstance(error, psycopg.OperationalError) and "password" in message:
         return f"PostgreSQL authentication failed at {where}: {message}"
     return f"PostgreSQL is unreachable at {where}: {message}"

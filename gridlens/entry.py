@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from gridlens.errors import GridLensError
 from gridlens.settings import HARD_MAX_BATCH_SIZE
 
 ENTRY_VERSION: Final = 1
@@ -56,7 +57,7 @@ _KEYS: Final = frozenset(
 )
 
 
-class EntryError(ValueError):
+class EntryError(GridLensError, ValueError):
     """A stream entry that is not a valid read batch."""
 
 

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
-
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from gridlens.keys import CONSUMER_GROUP, Keys
-from gridlens.scripts import script
+from gridlens.scripts import QueueDepth, Scripts
 
 
 async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
@@ -25,25 +21,6 @@ async def ensure_group(client: aioredis.Redis, keys: Keys) -> None:
             raise
 
 
-@dataclass(frozen=True)
-class QueueDepth:
-    """The queue as SPEC §4 counts it (gridlens/lua/depth.lua has the definition)."""
-
-    waiting: int  # in the stream, not yet delivered to a consumer
-    pending: int  # delivered, not yet acknowledged
-    delayed: int  # jobs reserved by publishes in progress, not yet written
-    delayed_reads: int  # the reads of those jobs
-
-    @classmethod
-    def of(cls, reply: Sequence[Any]) -> QueueDepth:
-        """From the reply of a script that returns queue_depth()."""
-        waiting, pending, delayed, delayed_reads = (int(value) for value in reply)
-        return cls(waiting, pending, delayed, delayed_reads)
-
-
 async def queue_depth(client: aioredis.Redis, keys: Keys) -> QueueDepth:
     """The queue's depth, read in one atomic step (lua/queue_state.lua)."""
-    reply = await script(client, "queue_state")(
-        keys=[keys.stream, keys.reservations], args=[CONSUMER_GROUP]
-    )
-    return QueueDepth.of(reply)
+    return await Scripts(client, keys).queue_depth()

@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
+
+from gridlens.errors import GridLensError
 
 # Hard safety limits of SPEC §4. Configuration may lower them, never raise them.
 HARD_MAX_READS_PER_SECOND: Final = 2_500
@@ -22,12 +24,14 @@ HARD_MAX_METER_COUNT: Final = 25_000
 HARD_MAX_JOBS_PER_PUBLISH: Final = 200
 HARD_MAX_QUEUE_DEPTH: Final = 500
 
+SHUTDOWN_MARGIN_S: Final = 5.0  # past the grace period, before a child is killed
+
 _NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
 
-class SettingsError(ValueError):
+class SettingsError(GridLensError, ValueError):
     """A setting has a value the process cannot start with."""
 
 
@@ -59,7 +63,9 @@ class Settings:
     claim_idle_ms: int = 30_000  # pending this long on a dead consumer: claimed
     max_deliveries: int = 5  # then the entry is dead-lettered
     insert_timeout_s: float = 10.0  # statement_timeout of the consumer's inserts
-    shutdown_grace_s: float = 20.0  # in-flight work finishes within this on SIGTERM
+    # On SIGTERM every process finishes its work within this (a consumer its jobs, the API
+    # its requests and publishes); the supervisor kills a child SHUTDOWN_MARGIN_S later.
+    shutdown_grace_s: float = 20.0
     metrics_port: int | None = None  # a consumer's /metrics port; None: not served
     log_level: str = "INFO"
 
@@ -97,12 +103,40 @@ class Settings:
         )
 
     @property
+    def kill_after_s(self) -> float:
+        """How long the supervisor waits for a child it sent SIGTERM before SIGKILL."""
+        return self.shutdown_grace_s + SHUTDOWN_MARGIN_S
+
+    def resolved(self, database_url: str, redis_url: str, api_key: str | None) -> Settings:
+        """These settings with the servers' URLs (the embedded ones' when unset) and the
+        API key (generated when unset) filled in: what a service is given."""
+        return replace(self, database_url=database_url, redis_url=redis_url, api_key=api_key)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return _resolved("DATABASE_URL", self.database_url)
+
+    @property
+    def resolved_redis_url(self) -> str:
+        return _resolved("REDIS_URL", self.redis_url)
+
+    @property
+    def resolved_api_key(self) -> str:
+        return _resolved("GRIDLENS_API_KEY", self.api_key)
+
+    @property
     def embedded_postgres(self) -> bool:
         return self.database_url is None
 
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+
+def _resolved(name: str, value: str | None) -> str:
+    if value is None:
+        raise SettingsError(f"{name} is not resolved: see Settings.resolved")
+    return value
 
 
 def redact_url(url: str) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Final
 import numpy as np
 
 from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
+from gridlens.errors import GridLensError
 from gridlens.timestamps import OutOfRange, parse_utc
 from producer.model import MINUTES_PER_DAY, honest_kwh
 from producer.randomness import FloatArray, Stream, uniform
@@ -65,7 +66,7 @@ _TYPE_FIELDS: Final = {
 _PATTERN_FIELDS: Final = {"alpha": "h1", "windowStartHour": "h2", "windowHours": "h2"}
 
 
-class EventError(ValueError):
+class EventError(GridLensError, ValueError):
     """An event body that is not valid; the message names the field."""
 
 

@@ -22,14 +22,15 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gridlens.entry import ENTRY_FIELD, encode
-from gridlens.keys import CONSUMER_GROUP, Keys
-from gridlens.scripts import script
+from gridlens.errors import GridLensError
+from gridlens.keys import Keys
+from gridlens.scripts import Admitted, Enqueued, Refused, Scripts
 from gridlens.settings import Caps
 from producer import metrics
 from producer.batch import generate_batch
@@ -46,7 +47,7 @@ MAX_WAIT_S: Final = 1.1  # longest single sleep while paced
 CURSOR_RETRIES: Final = 5
 
 
-class Backpressure(Exception):
+class Backpressure(GridLensError):
     """The queue is too deep: the publish was refused and nothing was enqueued."""
 
     def __init__(self, waiting: int, delayed: int) -> None:
@@ -55,7 +56,7 @@ class Backpressure(Exception):
         self.delayed = delayed
 
 
-class PublishFailed(Exception):
+class PublishFailed(GridLensError):
     """Redis failed part-way: ``jobs`` of ``planned_jobs`` went out."""
 
     def __init__(self, error: RedisError, jobs: int, reads: int, plan: Plan) -> None:
@@ -82,9 +83,7 @@ class Publisher:
         self.client = client
         self.keys = keys
         self.caps = caps
-        self._reserve = script(client, "reserve")
-        self._enqueue = script(client, "enqueue")
-        self._release = script(client, "release")
+        self.scripts = Scripts(client, keys)
 
     async def plan(self, request: PublishRequest) -> Plan:
         """The plan a publish would follow now (the tenant's cursor as it stands)."""
@@ -134,64 +133,50 @@ class Publisher:
                 },
             )
             raise PublishFailed(error, jobs, reads, plan) from error
-        await self._release(
-            keys=[self.keys.reservations, self.keys.cursor(request.tenant_id)],
-            args=[publish_id, "", ""],
-        )
+        await self.scripts.release(publish_id=publish_id, tenant_id=request.tenant_id)
         elapsed_s = time.monotonic() - started
         return Published(plan, publish_id, jobs, reads, skipped, elapsed_s, pace)
 
     async def _admit(self, request: PublishRequest, publish_id: str) -> tuple[Plan, str]:
-        cursor_key = self.keys.cursor(request.tenant_id)
-        cursor = await self.client.get(cursor_key)
+        stored = await self.client.get(self.keys.cursor(request.tenant_id))
+        cursor = stored.decode() if isinstance(stored, bytes) else ""
         for _ in range(CURSOR_RETRIES):
-            raw = cursor.decode() if isinstance(cursor, bytes) else (cursor or "")
+            raw = cursor
             plan = plan_publish(request, self.caps.jobs_per_publish, int(raw or 1))
-            outcome = await self._reserve(
-                keys=[self.keys.stream, self.keys.reservations, cursor_key],
-                args=[
-                    CONSUMER_GROUP,
-                    publish_id,
-                    plan.jobs,
-                    plan.meters,
-                    self.caps.queue_depth,
-                    LEASE_US,
-                    raw,
-                    plan.next_cursor,
-                ],
+            outcome = await self.scripts.reserve(
+                publish_id=publish_id,
+                tenant_id=request.tenant_id,
+                jobs=plan.jobs,
+                reads=plan.meters,
+                max_depth=self.caps.queue_depth,
+                lease_us=LEASE_US,
+                cursor_seen=raw,
+                cursor_after=plan.next_cursor,
             )
-            if int(outcome[0]) == 1:
-                metrics.RESERVED_JOBS.set(int(outcome[2]) + plan.jobs)
+            if isinstance(outcome, Admitted):
+                metrics.RESERVED_JOBS.set(outcome.delayed + plan.jobs)
                 return plan, raw
-            if int(outcome[0]) == 0:
-                raise Backpressure(waiting=int(outcome[1]), delayed=int(outcome[2]))
-            cursor = outcome[1]  # another publish of this tenant moved it: plan again
+            if isinstance(outcome, Refused):
+                raise Backpressure(waiting=outcome.waiting, delayed=outcome.delayed)
+            cursor = outcome.cursor  # another publish of this tenant moved it: plan again
         raise RedisError("the tenant's cursor kept moving; too many concurrent publishes")
 
     async def _enqueue_paced(self, entry: bytes, reads: int, reserved: int, publish_id: str) -> int:
         """Write the entry once the rate limit allows; return the server time (µs) it was."""
         while True:
-            outcome: Any = await self._enqueue(
-                keys=[
-                    self.keys.stream,
-                    self.keys.rate_log,
-                    self.keys.rate_next,
-                    self.keys.reservations,
-                ],
-                args=[
-                    ENTRY_FIELD,
-                    entry,
-                    reads,
-                    self.caps.reads_per_second,
-                    WINDOW_US,
-                    publish_id,
-                    reserved,
-                    LEASE_US,
-                ],
+            outcome = await self.scripts.enqueue(
+                entry=entry,
+                entry_field=ENTRY_FIELD,
+                reads=reads,
+                cap=self.caps.reads_per_second,
+                window_us=WINDOW_US,
+                publish_id=publish_id,
+                reserved_reads=reserved,
+                lease_us=LEASE_US,
             )
-            if int(outcome[0]) == 1:
-                return int(outcome[2])
-            await asyncio.sleep(min(int(outcome[1]) / 1e6, MAX_WAIT_S))
+            if isinstance(outcome, Enqueued):
+                return outcome.written_us
+            await asyncio.sleep(min(outcome.wait_us / 1e6, MAX_WAIT_S))
 
     async def _give_back(
         self, publish_id: str, tenant_id: str, plan: Plan, cursor_before: str
@@ -199,7 +184,9 @@ class Publisher:
         """Best effort after a failure: drop the reservation and return the cursor."""
         # If Redis is down this fails too; the reservation's lease then expires on its own.
         with contextlib.suppress(RedisError):
-            await self._release(
-                keys=[self.keys.reservations, self.keys.cursor(tenant_id)],
-                args=[publish_id, plan.next_cursor, cursor_before],
+            await self.scripts.release(
+                publish_id=publish_id,
+                tenant_id=tenant_id,
+                cursor_set=str(plan.next_cursor),
+                cursor_back=cursor_before,
             )

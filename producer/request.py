@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from gridlens.entry import INTERVALS_MINUTES, TENANT_PATTERN
+from gridlens.errors import GridLensError
 from gridlens.settings import Caps
 from gridlens.timestamps import OutOfRange, parse_utc
 from producer.fleet import align_read_at
@@ -30,7 +31,7 @@ FIELDS: Final = frozenset({"tenantId", "readAt", *DEFAULTS})
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class RequestError(ValueError):
+class RequestError(GridLensError, ValueError):
     """The request cannot be published as asked; nothing was enqueued."""
 
 

@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from app.embedded import running_services
+from app.migrate import migrate
 from gridlens.connections import postgres_pool, redis_client
-from gridlens.embedded import running_services
-from gridlens.migrate import migrate
 from gridlens.settings import Settings
 
 TEST_API_KEY = "test-key-0123456789abcdef"
@@ -128,7 +128,7 @@ async def client(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Tes
     """The API application of this test's settings, served on a free port. It asks for
     ``redis`` so that whatever the application wrote under this test's namespace is
     deleted after it closes, even by a test that never looks at Redis itself."""
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    app = create_app(settings)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from consumer.acks import Acknowledgements
-from gridlens.queue import QueueDepth
+from gridlens.scripts import QueueDepth
 
 
 class Recorder:

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from api.app import create_app
-from gridlens.embedded import free_port
+from app.embedded import free_port
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
 from gridlens.settings import Settings
@@ -27,10 +27,7 @@ async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
     clients: list[TestClient[Any, Any]] = []
 
     async def factory(**changes: Any) -> TestClient[Any, Any]:
-        database_url = changes.pop("database_url", settings.database_url)
-        redis_url = changes.pop("redis_url", settings.redis_url)
-        effective = dataclasses.replace(settings, **changes)
-        app = create_app(effective, database_url, redis_url, TEST_API_KEY)
+        app = create_app(dataclasses.replace(settings, **changes))
         client: TestClient[Any, Any] = TestClient(TestServer(app))
         await client.start_server()
         clients.append(client)
@@ -134,6 +131,17 @@ async def test_openapi_document_is_valid(client: TestClient[Any, Any]) -> None:
     assert {"/healthz", "/readyz", "/metrics", "/api/ami/publish-once"} <= set(document["paths"])
 
 
+async def test_with_auth_reads_the_document_names_the_key_on_every_api_read(
+    make_client: ClientFactory,
+) -> None:
+    client = await make_client(auth_reads=True)
+    document = await (await client.get("/api/openapi.json", headers=AUTH)).json()
+    validate(document)
+    status = document["paths"]["/api/ami/scale/status"]["get"]
+    assert status["security"] == [{"bearerKey": []}] and {"401", "403"} <= set(status["responses"])
+    assert "security" not in document["paths"]["/healthz"]["get"]  # probes stay open
+
+
 async def test_metrics_are_prometheus_text(client: TestClient[Any, Any]) -> None:
     await client.get("/healthz")
     response = await client.get("/metrics")
@@ -194,7 +202,7 @@ async def test_a_malformed_body_is_400_json(
 
 
 async def test_an_unexpected_error_is_500_json_without_a_traceback(settings: Settings) -> None:
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    app = create_app(settings)
 
     async def broken(request: Any) -> Any:
         raise RuntimeError("secret internals")

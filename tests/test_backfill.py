@@ -13,12 +13,12 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from api.app import create_app
-from gridlens.api_client import ApiClient
+from app.api_client import ApiClient
+from app.backfill import Fleet, Progress, backfill, emulate
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
 from gridlens.settings import Settings
-from producer.backfill import Fleet, Progress, backfill, emulate
 from producer.fleet import align_read_at
 from tests.conftest import TEST_API_KEY
 from tests.test_consumer import feeder_batch
@@ -26,7 +26,7 @@ from tests.test_consumer import feeder_batch
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[ApiClient]:
-    app = create_app(settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    app = create_app(settings)
     server = TestServer(app)
     await server.start_server()
     async with ApiClient(str(server.make_url("/")), TEST_API_KEY) as api:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridlens.cli import main
+from app.cli import main
 
 
 def test_fleet_report_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 from consumer.worker import Consumer
 from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
 from gridlens.keys import Keys
-from gridlens.queue import QueueDepth, ensure_group, queue_depth
-from gridlens.scripts import script
+from gridlens.queue import ensure_group, queue_depth
+from gridlens.scripts import QueueDepth, Scripts
 from gridlens.settings import Settings
 
 READ_AT = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -367,14 +367,17 @@ async def test_an_acknowledgement_reads_new_entries_for_the_slots_it_frees(
     await ensure_group(redis, keys)
     ids = [await redis.xadd(keys.stream, {ENTRY_FIELD: f"job {n}"}) for n in range(5)]
     await redis.xreadgroup("ingest", "c1", {keys.stream: ">"}, count=2)  # c1 runs jobs 0, 1
-    reply = await script(redis, "ack")(
-        keys=[keys.stream, keys.errors, keys.completed, keys.ingested_second(0), keys.reservations],
-        args=["ingest", 120, 1000, "c1", 2, *ids[:2]],  # done: 0 and 1; read 2 more
+    done = await Scripts(redis, keys).ack(
+        entry_ids=ids[:2],  # done: 0 and 1
+        reads_inserted=1000,
+        ingested_second=keys.ingested_second(0),
+        counter_ttl_s=120,
+        consumer="c1",
+        refill=2,  # read 2 more
     )
-    *depth, fresh = reply
-    assert [entry_id for entry_id, _ in fresh] == ids[2:4]
-    assert fresh[0][1] == [ENTRY_FIELD, b"job 2"]
-    assert QueueDepth.of(depth) == QueueDepth(waiting=1, pending=2, delayed=0, delayed_reads=0)
+    assert [entry_id for entry_id, _ in done.fresh] == ids[2:4]
+    assert done.fresh[0][1] == {ENTRY_FIELD: b"job 2"}
+    assert done.depth == QueueDepth(waiting=1, pending=2, delayed=0, delayed_reads=0)
     assert await redis.xlen(keys.stream) == 3  # acknowledged entries are deleted
     pending = await redis.xpending_range(keys.stream, "ingest", "-", "+", 10, consumername="c1")
     assert [row["message_id"] for row in pending] == ids[2:4]

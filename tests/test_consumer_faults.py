@@ -23,11 +23,11 @@ import psycopg
 import pytest
 import redis.asyncio as aioredis
 
+from app.embedded import EmbeddedPostgres
+from app.migrate import migrate
 from consumer.main import serve_metrics
-from gridlens.embedded import EmbeddedPostgres
 from gridlens.entry import ENTRY_FIELD
 from gridlens.keys import Keys
-from gridlens.migrate import migrate
 from gridlens.queue import queue_depth
 from gridlens.settings import Caps, Settings
 from producer.publisher import Published, Publisher
@@ -62,7 +62,7 @@ class Consumers:
             with (self.logs / f"consumer-{len(self.processes)}.log").open("wb") as log:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "gridlens", "consume"], env=self.env, stderr=log
+                        [sys.executable, "-m", "app", "consume"], env=self.env, stderr=log
                     )
                 )
 

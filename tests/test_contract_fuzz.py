@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gridlens.embedded import free_port
+from app.embedded import free_port
 from tests.conftest import TEST_API_KEY, Servers
 from tests.http import request
 
@@ -54,7 +54,7 @@ def live_api(
     for command in ("api", "consume"):
         with (tmp_path / f"{command}.log").open("wb") as log:
             processes.append(
-                subprocess.Popen([sys.executable, "-m", "gridlens", command], env=env, stderr=log)
+                subprocess.Popen([sys.executable, "-m", "app", command], env=env, stderr=log)
             )
     base = f"http://127.0.0.1:{port}"
     try:

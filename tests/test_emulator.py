@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from app.report import fleet_stats
 from gridlens.entry import ReadBatch, encode
 from producer.batch import generate_batch
 from producer.events import Event, EventType, members
 from producer.fleet import feeder_meters
 from producer.randomness import text_seed
-from producer.report import fleet_stats
 
 TENANT = "DEMO_TENANT"
 FEEDERS = 25

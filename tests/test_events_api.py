@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,9 +104,7 @@ async def test_a_bad_event_id_is_400(client: TestClient[Any, Any]) -> None:
 
 
 async def test_postgres_down_is_503_naming_it(settings: Settings, tenant: str) -> None:
-    app = create_app(
-        settings, "postgresql://x@127.0.0.1:1/x", str(settings.redis_url), TEST_API_KEY
-    )
+    app = create_app(dataclasses.replace(settings, database_url="postgresql://x@127.0.0.1:1/x"))
     async with TestClient(TestServer(app)) as down:
         response = await down.get(f"/api/ami/events?tenantId={tenant}")
         assert response.status == 503

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from psycopg_pool import AsyncConnectionPool
 
+from api.kpi_refresh import refresh_stale_days
 from consumer.ingest import insert_batch
-from gridlens.kpi_refresh import refresh_stale_days
 from gridlens.sqlfiles import query
 from producer.batch import generate_batch
 from producer.events import Event, EventType, members

@@ -23,8 +23,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from api.kpi_refresh import refresh_stale_days
 from gridlens.connections import postgres_pool
-from gridlens.kpi_refresh import refresh_stale_days
 from gridlens.settings import Settings
 from tests.conftest import TEST_API_KEY
 from tests.test_kpi import ingest
@@ -127,9 +127,7 @@ async def app_client(
 
     async def open_client() -> Client:
         settings = single_connection
-        app = create_app(
-            settings, str(settings.database_url), str(settings.redis_url), TEST_API_KEY
-        )
+        app = create_app(settings)
         client: Client = TestClient(TestServer(app))
         await client.start_server()
         opened.append(client)

@@ -8,7 +8,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gridlens.migrate import MigrationError, migrate
+from app.migrate import MigrationError, migrate
 from gridlens.sqlfiles import migrations
 
 

@@ -3,8 +3,7 @@
 Nothing runs a container or a unit: each file goes through its tool's own offline
 validator (`docker-compose config`, `promtool check config`, `systemd-analyze verify`),
 which needs neither a Docker engine nor systemd as PID 1. The tools come from Debian's
-packages: `make test` installs docker-compose and prometheus (`ops/install-tools`);
-systemd-analyze is part of the systemd package.
+packages: `make tools` installs them (`ops/install-tools`); without one, its tests skip.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from api.app import SHUTDOWN_TIMEOUT_S
 from gridlens.settings import Settings
+from tests.tools import tool
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_DIR = REPO / "ops" / "compose"
@@ -45,15 +44,6 @@ UNITS = (
     "gridlens.target",
 )
 MAX_EXPOSURE = 20  # `systemd-analyze security` exposure x10: 2.0 of 10 at most
-_PACKAGE_OF = {"docker-compose": "docker-compose", "promtool": "prometheus"}
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        package = _PACKAGE_OF.get(name, "systemd")
-        pytest.fail(f"{name} not found: `make test` installs Debian's {package} package")
-    return path
 
 
 def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -198,7 +188,7 @@ def test_dockerfile_copies_what_the_wheel_is_built_from() -> None:
 
 def test_stop_grace_outlasts_the_drain(compose_config: dict[str, Any]) -> None:
     services = compose_config["services"]
-    assert seconds(services["api"]["stop_grace_period"]) > SHUTDOWN_TIMEOUT_S
+    assert seconds(services["api"]["stop_grace_period"]) > Settings().shutdown_grace_s
     assert seconds(services["consumer"]["stop_grace_period"]) > Settings().shutdown_grace_s
 
 
@@ -302,7 +292,7 @@ def test_unit_stays_hardened(unit_dir: Path, unit: str) -> None:
 @pytest.mark.parametrize(
     ("unit", "drain_s"),
     [
-        ("gridlens-api.service", SHUTDOWN_TIMEOUT_S),
+        ("gridlens-api.service", Settings().shutdown_grace_s),
         ("gridlens-consumer@.service", Settings().shutdown_grace_s),
     ],
 )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import consumer.metrics  # noqa: F401  (registers the consumer's metrics: /metrics lists them too)
 from tests.test_kpi import ingest
+from tests.tools import tool
 
 GRAFANA = Path(__file__).resolve().parent.parent / "ops" / "grafana"
 DASHBOARD = GRAFANA / "dashboards" / "gridlens.json"
@@ -181,9 +181,7 @@ def test_the_provisioning_files_parse() -> None:
 
 
 def test_every_promql_expression_parses(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool not found: `make test` installs Debian's prometheus package")
+    promtool = tool("promtool")
     expressions = queries_of("prometheus")
     assert len(expressions) >= 20
     rules = [{"record": query.record, "expr": promql(query.text)} for query in expressions]

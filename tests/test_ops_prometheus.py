@@ -1,14 +1,13 @@
 """Prometheus, for real: promtool on the shipped configuration, alert rules and
 live /metrics, and a Prometheus server scraping a running API and consumer.
 
-Tools come from Debian's prometheus package, which `make test` installs when
+Tools come from Debian's prometheus package, which `make tools` installs when
 it is missing (`ops/install-tools`).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -23,20 +22,14 @@ import pytest
 import redis
 import yaml
 
-from gridlens.embedded import free_port
+from app.embedded import free_port
 from tests import http
 from tests.conftest import TEST_API_KEY, Servers
+from tests.tools import tool
 
 OPS = Path(__file__).resolve().parent.parent / "ops" / "prometheus"
 READY_WITHIN_S = 60.0
 METERS = 1_000
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} not found: `make test` installs Debian's prometheus package")
-    return path
 
 
 def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -121,7 +114,7 @@ def stack(database_url: str, servers: Servers, namespace: str, tmp_path: Path) -
         with (tmp_path / f"{command}.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "gridlens", command], env=env | extra, stderr=log
+                    [sys.executable, "-m", "app", command], env=env | extra, stderr=log
                 )
             )
     found = Stack(api=f"127.0.0.1:{api_port}", consumer=f"127.0.0.1:{metrics_port}")

@@ -15,9 +15,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
+from app.embedded import EmbeddedRedis
 from bench.publish import fullest_second
 from consumer.worker import Consumer
-from gridlens.embedded import EmbeddedRedis
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group, queue_depth
@@ -245,7 +245,7 @@ async def test_a_publish_finishes_when_its_client_disconnects(
 
 
 async def test_redis_down_is_503_naming_redis(settings: Settings, tenant: str) -> None:
-    app = create_app(settings, str(settings.database_url), "redis://127.0.0.1:1/0", TEST_API_KEY)
+    app = create_app(dataclasses.replace(settings, redis_url="redis://127.0.0.1:1/0"))
     async with TestClient(TestServer(app)) as down:
         for dry_run in (True, False):
             response = await down.post(
@@ -262,7 +262,7 @@ async def test_redis_failing_part_way_reports_what_went_out(
 ) -> None:
     server = EmbeddedRedis(tmp_path)  # this test's own Redis: it stops it mid-publish
     url = server.start()
-    app = create_app(settings, str(settings.database_url), url, TEST_API_KEY)
+    app = create_app(dataclasses.replace(settings, redis_url=url))
     try:
         async with TestClient(TestServer(app)) as test_client:
             publish = asyncio.create_task(
@@ -291,7 +291,7 @@ async def test_lowered_caps_are_honoured(
     lowered = dataclasses.replace(
         settings, caps=dataclasses.replace(settings.caps, batch_size=100, jobs_per_publish=20)
     )
-    app = create_app(lowered, str(settings.database_url), str(settings.redis_url), TEST_API_KEY)
+    app = create_app(lowered)
     async with TestClient(TestServer(app)) as test_client:
         response = await test_client.post(
             "/api/ami/publish-once",

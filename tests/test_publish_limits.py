@@ -21,9 +21,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from app.api_client import wait_ready
+from app.embedded import free_port
 from bench.publish import fullest_second
-from gridlens.api_client import wait_ready
-from gridlens.embedded import free_port
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group, queue_depth
@@ -54,7 +54,7 @@ def api_processes(
         with (tmp_path / f"api-{port}.log").open("wb") as log:
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "gridlens", "api"],
+                    [sys.executable, "-m", "app", "api"],
                     env={**env, "GRIDLENS_PORT": str(port)},
                     stderr=log,
                 )

@@ -84,7 +84,7 @@ def test_redacted_urls_hide_only_the_password() -> None:
 def test_cli_reports_a_bad_setting_in_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gridlens.cli import main
+    from app.cli import main
 
     monkeypatch.setenv("GRIDLENS_PORT", "nope")
     assert main(["migrate"]) == 2

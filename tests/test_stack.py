@@ -25,7 +25,7 @@ import psycopg
 import pytest
 import redis
 
-from gridlens.embedded import EmbeddedRedis, free_port
+from app.embedded import EmbeddedRedis, free_port
 from tests import http
 from tests.conftest import TEST_API_KEY
 
@@ -142,14 +142,12 @@ def api_call(method: str, url: str, body: Any = None, timeout_s: float = 10.0) -
 
 def kill_consumer(data_dir: Path) -> None:
     """SIGKILL the stack's consumer; return once the supervisor has started another."""
-    consumers = [pid for pid, cmd in processes_of(data_dir).items() if "gridlens consume" in cmd]
+    consumers = [pid for pid, cmd in processes_of(data_dir).items() if "-m app consume" in cmd]
     assert len(consumers) == 1, consumers
     os.kill(consumers[0], signal.SIGKILL)
     deadline = time.monotonic() + RESTARTED_WITHIN_S
     while time.monotonic() < deadline:
-        restarted = [
-            pid for pid, cmd in processes_of(data_dir).items() if "gridlens consume" in cmd
-        ]
+        restarted = [pid for pid, cmd in processes_of(data_dir).items() if "-m app consume" in cmd]
         if restarted and restarted != consumers:
             return
         time.sleep(0.2)
@@ -231,7 +229,7 @@ def test_up_with_a_wrong_redis_password_exits_with_one_line(
         env = stack_env(tmp_path / "data", free_port())
         env.update(DATABASE_URL=database_url, REDIS_URL=wrong_url)
         result = subprocess.run(
-            [sys.executable, "-m", "gridlens", "up"],
+            [sys.executable, "-m", "app", "up"],
             env=env,
             capture_output=True,
             text=True,

@@ -30,9 +30,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from gridlens.embedded import free_port
+from app.embedded import free_port
+from app.supervisor import RESTART_BACKOFF_S
 from gridlens.settings import Caps
-from gridlens.supervisor import RESTART_BACKOFF_S
 from producer.planner import plan_publish
 from producer.request import parse_publish_request
 from tests.test_stack import PUBLISH_TIMEOUT_S, Stack, api_call, embedded_postgres_url, processes_of
@@ -129,7 +129,7 @@ def gridlens_children(data_dir: Path) -> dict[int, str]:
     return {
         pid: command
         for pid, command in processes_of(data_dir).items()
-        if "-m gridlens api" in command or "-m gridlens consume" in command
+        if "-m app api" in command or "-m app consume" in command
     }
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gridlens.api_client import Answer, ApiClient, ApiFailure
+from app.api_client import Answer, ApiClient, ApiFailure
 
 TENANT = "DEMO_TENANT"
 PUBLISH = {

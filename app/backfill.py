@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gridlens.api_client import ApiClient
+from app.api_client import ApiClient
 from producer.fleet import align_read_at
 
 

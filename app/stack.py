@@ -6,21 +6,23 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Sequence
 
-from gridlens.api_client import wait_ready
+from app.api_client import wait_ready
+from app.embedded import running_services
+from app.migrate import migrate
+from app.supervisor import ChildSpec, Supervisor, WatchedServer, gridlens_command
 from gridlens.apikey import ensure_api_key
 from gridlens.connections import verify_services
-from gridlens.embedded import ServiceUrls, running_services
-from gridlens.migrate import migrate
+from gridlens.errors import GridLensError
 from gridlens.settings import Settings
-from gridlens.supervisor import ChildSpec, Supervisor, gridlens_command
 
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
 
 
-class StartupError(RuntimeError):
+class StartupError(GridLensError, RuntimeError):
     """The stack cannot start; the message is one line for the operator."""
 
 
@@ -32,21 +34,23 @@ def run_stack(settings: Settings) -> int:
             raise StartupError("; ".join(problems))
         applied = asyncio.run(migrate(urls.database_url))
         log.info("schema ready", extra={"action": "migrate", "applied": applied})
-        asyncio.run(_supervise(settings, urls, api_key))
+        resolved = settings.resolved(urls.database_url, urls.redis_url, api_key)
+        asyncio.run(_supervise(resolved, urls.owned))
     log.info("stack stopped", extra={"action": "stack_stop"})
     return 0
 
 
-async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> None:
+async def _supervise(settings: Settings, servers: Sequence[WatchedServer]) -> None:
+    """Run the children, and watch the servers this process owns, until SIGINT or SIGTERM."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     env = {
         **os.environ,
-        "DATABASE_URL": urls.database_url,
-        "REDIS_URL": urls.redis_url,
-        "GRIDLENS_API_KEY": api_key,
+        "DATABASE_URL": settings.resolved_database_url,
+        "REDIS_URL": settings.resolved_redis_url,
+        "GRIDLENS_API_KEY": settings.resolved_api_key,
         "GRIDLENS_DATA_DIR": str(settings.data_dir),
     }
     children = [ChildSpec("api", gridlens_command("api"))] + [
@@ -58,19 +62,17 @@ async def _supervise(settings: Settings, urls: ServiceUrls, api_key: str) -> Non
         )
         for n in range(1, settings.consumers + 1)
     ]
-    supervisor = Supervisor(
-        children, env, grace_s=settings.shutdown_grace_s + 5, servers=urls.owned
-    )
+    supervisor = Supervisor(children, env, kill_after_s=settings.kill_after_s, servers=servers)
     running = asyncio.create_task(supervisor.run(stop))
     base = f"http://{settings.host}:{settings.port}"
     if await wait_ready(base, READY_TIMEOUT_S, stop):
-        print(banner(base, api_key, settings), flush=True)
+        print(banner(base, settings), flush=True)
     elif not stop.is_set():
         log.error("api not ready", extra={"action": "stack_not_ready", "url": f"{base}/readyz"})
     await running
 
 
-def banner(base: str, api_key: str, settings: Settings) -> str:
+def banner(base: str, settings: Settings) -> str:
     base = base.replace("127.0.0.1", "localhost")
     publish = (
         f"curl -s -X POST {base}/api/ami/publish-once "
@@ -83,7 +85,7 @@ def banner(base: str, api_key: str, settings: Settings) -> str:
         f"GridLens is up: API {base}, {settings.consumers} consumer process(es), "
         f"data in {settings.data_dir}. Ctrl-C stops everything.",
         "",
-        f"export GRIDLENS_API_KEY={api_key}",
+        f"export GRIDLENS_API_KEY={settings.resolved_api_key}",
         "",
         publish % ',"dryRun":true',
         publish % "",

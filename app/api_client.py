@@ -17,6 +17,7 @@ from typing import Any, Final
 import aiohttp
 
 from gridlens.apikey import key_file
+from gridlens.errors import GridLensError
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ REQUEST_TIMEOUT_S: Final = 120.0  # a 25,000-meter publish takes about 10 s
 MAX_BACKPRESSURE_WAITS: Final = 720  # × Retry-After: an hour at 5 s
 
 
-class ApiFailure(RuntimeError):
+class ApiFailure(GridLensError, RuntimeError):
     """The API refused or failed a request in a way waiting does not fix."""
 
 

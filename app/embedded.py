@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridlens.embedded_base import free_port
-from gridlens.embedded_postgresql import EmbeddedPostgres
-from gridlens.embedded_redis import EmbeddedRedis
+from app.embedded_base import free_port
+from app.embedded_postgresql import EmbeddedPostgres
+from app.embedded_redis import EmbeddedRedis
 
 __all__ = ["EmbeddedPostgres", "EmbeddedRedis", "ServiceUrls", "free_port", "running_services"]
 

@@ -1,3 +1,0 @@
-from gridlens.cli import main
-
-raise SystemExit(main())
