@@ -7,10 +7,11 @@ namespace per test (its keys deleted afterwards).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +132,27 @@ async def client(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[Tes
     app = create_app(settings)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
+
+
+ClientFactory = Callable[..., Coroutine[Any, Any, TestClient[Any, Any]]]
+
+
+@pytest.fixture
+async def make_client(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[ClientFactory]:
+    """Applications of this test's settings with ``changes``, each served on a free port;
+    closed after the test."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def factory(**changes: Any) -> TestClient[Any, Any]:
+        app = create_app(dataclasses.replace(settings, **changes))
+        client: TestClient[Any, Any] = TestClient(TestServer(app))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield factory
+    for client in clients:
+        await client.close()
 
 
 @pytest.fixture

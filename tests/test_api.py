@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -16,26 +14,9 @@ from app.embedded import free_port
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
 from gridlens.settings import Settings
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, ClientFactory
 
-ClientFactory = Callable[..., Coroutine[Any, Any, TestClient[Any, Any]]]
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
-
-
-@pytest.fixture
-async def make_client(settings: Settings) -> AsyncIterator[ClientFactory]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def factory(**changes: Any) -> TestClient[Any, Any]:
-        app = create_app(dataclasses.replace(settings, **changes))
-        client: TestClient[Any, Any] = TestClient(TestServer(app))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield factory
-    for client in clients:
-        await client.close()
 
 
 @pytest.fixture

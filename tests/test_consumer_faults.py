@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +31,7 @@ from gridlens.settings import Caps, Settings
 from producer.publisher import Published, Publisher
 from producer.request import parse_publish_request
 from tests.conftest import Servers
+from tests.processes import service_env, start
 
 READ_AT = datetime(2026, 11, 20, 8, 0, tzinfo=UTC)
 CLAIM_IDLE_MS = 2_000
@@ -44,27 +43,22 @@ class Consumers:
     def __init__(
         self, database_url: str, redis_url: str, namespace: str, logs: Path, **settings: str
     ) -> None:
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("GRIDLENS_")},
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "GRIDLENS_REDIS_NAMESPACE": namespace,
-            "GRIDLENS_DATA_DIR": str(logs),
-            "GRIDLENS_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
-            "GRIDLENS_SHUTDOWN_GRACE_S": "10",
+        self.env = service_env(
+            database_url,
+            redis_url,
+            namespace,
+            logs,
+            GRIDLENS_CLAIM_IDLE_MS=str(CLAIM_IDLE_MS),
+            GRIDLENS_SHUTDOWN_GRACE_S="10",
             **settings,
-        }
+        )
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
 
     def start(self, count: int = 2) -> None:
         for _ in range(count):
-            with (self.logs / f"consumer-{len(self.processes)}.log").open("wb") as log:
-                self.processes.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "app", "consume"], env=self.env, stderr=log
-                    )
-                )
+            log = self.logs / f"consumer-{len(self.processes)}.log"
+            self.processes.append(start("consume", self.env, log))
 
     def records(self, action: str) -> list[dict[str, Any]]:
         found = []

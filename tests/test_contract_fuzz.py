@@ -10,25 +10,27 @@ The seed is drawn afresh each run and printed; GRIDLENS_FUZZ_SEED replays one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from app.api_client import wait_ready
 from app.embedded import free_port
 from tests.conftest import TEST_API_KEY, Servers
-from tests.http import request
+from tests.processes import service_env, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_CASES = 1_000
 EXAMPLES_PER_OPERATION = 100  # about 1,600 cases over the nine operations
 FUZZ_TIMEOUT_S = 600
+READY_WITHIN_S = 30.0
 
 
 @pytest.fixture
@@ -37,45 +39,25 @@ def live_api(
 ) -> Iterator[tuple[str, dict[str, str]]]:
     """An API process and a consumer process; (the API's URL, their environment)."""
     port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GRIDLENS_")},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": servers.redis_url,
-        "GRIDLENS_REDIS_NAMESPACE": namespace,
-        "GRIDLENS_API_KEY": TEST_API_KEY,
-        "GRIDLENS_DATA_DIR": str(tmp_path),
-        "GRIDLENS_PORT": str(port),
+    env = service_env(
+        database_url,
+        servers.redis_url,
+        namespace,
+        tmp_path,
+        GRIDLENS_API_KEY=TEST_API_KEY,
+        GRIDLENS_PORT=str(port),
         # A lowered cap (allowed: caps may only go down) keeps each generated publish
         # to 50 reads, so a thousand of them take seconds, not hours.
-        "GRIDLENS_MAX_METERS": "50",
-        "GRIDLENS_LOG_LEVEL": "WARNING",
-    }
-    processes = []
-    for command in ("api", "consume"):
-        with (tmp_path / f"{command}.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen([sys.executable, "-m", "app", command], env=env, stderr=log)
-            )
+        GRIDLENS_MAX_METERS="50",
+        GRIDLENS_LOG_LEVEL="WARNING",
+    )
+    processes = [start(command, env, tmp_path / f"{command}.log") for command in ("api", "consume")]
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until_ready(base)
+        assert asyncio.run(wait_ready(base, READY_WITHIN_S)), f"{base} not ready"
         yield base, env
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(30)
-
-
-def wait_until_ready(base: str) -> None:
-    for _ in range(300):
-        try:
-            if request("GET", f"{base}/readyz")[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{base} not ready")
+        stop(processes)
 
 
 def test_the_api_meets_its_openapi_document(

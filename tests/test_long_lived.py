@@ -9,24 +9,19 @@ Each answer must equal the one a fresh application gives to the same call.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import pytest
-import redis.asyncio as aioredis
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from api.app import create_app
 from api.kpi_refresh import refresh_stale_days
 from gridlens.connections import postgres_pool
-from gridlens.settings import Settings
-from tests.conftest import TEST_API_KEY
+from tests.conftest import TEST_API_KEY, ClientFactory
 from tests.test_kpi import ingest
 
 ROUNDS = 200
@@ -114,32 +109,8 @@ async def answer_of(pending: Awaitable[Any]) -> tuple[int, Any]:
     return await answer(await pending)
 
 
-@pytest.fixture
-def single_connection(settings: Settings) -> Settings:
-    return dataclasses.replace(settings, api_pool_size=1)
-
-
-@pytest.fixture
-async def app_client(
-    single_connection: Settings, redis: aioredis.Redis
-) -> AsyncIterator[Callable[[], Awaitable[Client]]]:
-    opened: list[Client] = []
-
-    async def open_client() -> Client:
-        settings = single_connection
-        app = create_app(settings)
-        client: Client = TestClient(TestServer(app))
-        await client.start_server()
-        opened.append(client)
-        return client
-
-    yield open_client
-    for client in opened:
-        await client.close()
-
-
 async def test_every_endpoint_answers_alike_after_200_shuffled_rounds_on_one_connection(
-    app_client: Callable[[], Awaitable[Client]],
+    make_client: ClientFactory,
     pool: AsyncConnectionPool[Any],
     namespace: str,
 ) -> None:
@@ -149,12 +120,12 @@ async def test_every_endpoint_answers_alike_after_200_shuffled_rounds_on_one_con
     routes = calls(tenant)
     fresh: dict[str, Any] = {}
     for name, call in routes.items():  # each from an application of its own
-        client = await app_client()
+        client = await make_client(api_pool_size=1)
         fresh[name] = await call(client)
         await client.close()
     assert fresh["status"][0] == 200 and fresh["quickcheck"][1]["theftSuspects"]["computed"]
 
-    long_lived = await app_client()
+    long_lived = await make_client(api_pool_size=1)
     order = random.Random(13)
     differences: list[str] = []
     for round_number in range(ROUNDS):
@@ -188,11 +159,11 @@ async def test_the_pool_gives_back_each_connection_as_it_made_it(database_url: s
 
 
 async def test_a_burst_of_concurrent_requests_waits_for_connections_rather_than_failing(
-    app_client: Callable[[], Awaitable[Client]], namespace: str
+    make_client: ClientFactory, namespace: str
 ) -> None:
     """Each status call uses several Redis connections at once; a burst needs more than
     the client's 32 and more than the pool's one PostgreSQL connection."""
-    client = await app_client()
+    client = await make_client(api_pool_size=1)
     path = f"/api/ami/scale/status?tenantId={namespace.replace('-', '_')}"
     answers = await asyncio.gather(*(client.get(path) for _ in range(100)))
     assert [response.status for response in answers] == [200] * 100

@@ -8,9 +8,6 @@ entry ids carry the server's millisecond clock at XADD, so they show every
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +26,7 @@ from gridlens.keys import Keys
 from gridlens.queue import ensure_group, queue_depth
 from gridlens.settings import Settings
 from tests.conftest import TEST_API_KEY, Servers
+from tests.processes import service_env, start, stop
 from tests.test_consumer import feeder_batch
 
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
@@ -40,31 +38,18 @@ JOBS_PER_PUBLISH = 10  # 5,000 meters on 10 feeders at 500
 def api_processes(
     servers: Servers, database_url: str, namespace: str, tmp_path: Path
 ) -> Iterator[list[str]]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GRIDLENS_")},
-        "DATABASE_URL": database_url,
-        "REDIS_URL": servers.redis_url,
-        "GRIDLENS_REDIS_NAMESPACE": namespace,
-        "GRIDLENS_API_KEY": TEST_API_KEY,
-        "GRIDLENS_DATA_DIR": str(tmp_path),
-    }
+    env = service_env(
+        database_url, servers.redis_url, namespace, tmp_path, GRIDLENS_API_KEY=TEST_API_KEY
+    )
     ports = [free_port(), free_port()]
-    processes = []
-    for port in ports:
-        with (tmp_path / f"api-{port}.log").open("wb") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "app", "api"],
-                    env={**env, "GRIDLENS_PORT": str(port)},
-                    stderr=log,
-                )
-            )
+    processes = [
+        start("api", {**env, "GRIDLENS_PORT": str(port)}, tmp_path / f"api-{port}.log")
+        for port in ports
+    ]
     try:
         yield [f"http://127.0.0.1:{port}" for port in ports]
     finally:
-        for process in processes:
-            process.terminate()
-            process.wait(30)
+        stop(processes)
 
 
 async def test_ten_concurrent_publishes_on_two_processes_hold_every_limit(
