@@ -1,7 +1,8 @@
 """A client of the GridLens API, for the CLI's backfill, emulate and demo commands.
 
 Publishing goes through the API, the one safe path: a 429 is honoured by waiting
-what Retry-After says, never by going around a cap.
+what Retry-After says, never by going around a cap; so is a 503 (a server down), and
+an API that does not answer is tried again, so a long emulation outlives a restart.
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from typing import Any, Final
 import aiohttp
 
 from gridlens.apikey import key_file
-from gridlens.errors import GridLensError
+from gridlens.errors import GridLensError, first_line
 from gridlens.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_S: Final = 120.0  # a 25,000-meter publish takes about 10 s
-MAX_BACKPRESSURE_WAITS: Final = 720  # × Retry-After: an hour at 5 s
+MAX_WAITS: Final = 720  # × Retry-After: an hour at 5 s
+UNREACHABLE_WAIT_S: Final = 5.0  # before trying again an API that did not answer
+WAITED_OUT: Final = frozenset({0, 429, 503})  # 0: no answer at all
 
 
 class ApiFailure(GridLensError, RuntimeError):
@@ -92,27 +95,32 @@ class ApiClient:
             return Answer(response.status, await response.json())
 
     async def publish(self, body: dict[str, Any]) -> Answer:
-        """POST publish-once; on 429 wait Retry-After and try again (bounded)."""
-        for _ in range(MAX_BACKPRESSURE_WAITS):
-            async with self._session.post(
-                f"{self.base_url}/api/ami/publish-once", json=body
-            ) as response:
-                answer = Answer(response.status, await response.json())
-                retry_after = float(response.headers.get("Retry-After", "5"))
-            if answer.status != 429:
-                if answer.status != 200:
-                    raise ApiFailure(
-                        f"publish-once answered {answer.status}: {answer.body.get('error')}"
-                    )
+        """POST publish-once. A queue too deep (429), a server down (503) or an API that
+        does not answer (restarting) is waited out, up to an hour, and the publish sent
+        again: publishing the same readAt twice stores each read once."""
+        for _ in range(MAX_WAITS):
+            try:
+                async with self._session.post(
+                    f"{self.base_url}/api/ami/publish-once", json=body
+                ) as response:
+                    answer = Answer(response.status, await response.json())
+                    wait_s = float(response.headers.get("Retry-After", UNREACHABLE_WAIT_S))
+            except aiohttp.ClientConnectionError as error:
+                answer, wait_s = Answer(0, {"error": first_line(error)}), UNREACHABLE_WAIT_S
+            if answer.status == 200:
                 return answer
+            if answer.status not in WAITED_OUT:
+                raise ApiFailure(
+                    f"publish-once answered {answer.status}: {answer.body.get('error')}"
+                )
             log.info(
-                "queue too deep; waiting",
+                "publish not taken now; waiting",
                 extra={
-                    "action": "backpressure_wait",
-                    "retry_after_s": retry_after,
-                    "waiting": answer.body.get("waiting"),
-                    "delayed": answer.body.get("delayed"),
+                    "action": "publish_wait",
+                    "status": answer.status,
+                    "retry_after_s": wait_s,
+                    "error": answer.body.get("error"),
                 },
             )
-            await asyncio.sleep(retry_after)
-        raise ApiFailure("the queue stayed too deep for an hour")
+            await asyncio.sleep(wait_s)
+        raise ApiFailure("the API did not take the publish for an hour")

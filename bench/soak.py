@@ -114,7 +114,10 @@ def emulate_progress(path: Path) -> tuple[str | None, int, int | None]:
 
 def emulate_refusals(path: Path) -> int:
     """The 429s emulate met (it waits Retry-After and publishes again)."""
-    return path.read_text(errors="replace").count('"action":"backpressure_wait"')
+    text = path.read_text(errors="replace")
+    return sum(
+        '"status":429' in line for line in text.splitlines() if '"action":"publish_wait"' in line
+    )
 
 
 async def poll(session: aiohttp.ClientSession, name: str, url: str, polls: Polls) -> None:

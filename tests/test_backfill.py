@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from api.app import create_app
 from app.api_client import ApiClient
 from app.backfill import Fleet, Progress, backfill, emulate
+from app.embedded import EmbeddedRedis
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
@@ -107,3 +112,29 @@ async def test_emulate_publishes_due_intervals_and_never_ahead_of_the_clock(
     now = datetime.now(UTC)
     assert 3 <= len(counts) <= 4 and max(counts) <= now
     assert set(counts.values()) == {100}
+
+
+async def test_a_publish_waits_out_a_redis_outage_and_goes_through(
+    settings: Settings, tmp_path: Path, namespace: str
+) -> None:
+    """Emulation runs for days: a server that goes away and comes back costs a wait, not
+    the run. The API answers 503 while Redis is down; the client waits Retry-After and
+    publishes again."""
+    server = EmbeddedRedis(tmp_path)  # this test's own Redis, killed and started again
+    url = server.start()
+    try:
+        os.kill(int((tmp_path / "redis" / "redis.pid").read_text()), signal.SIGKILL)
+        app = create_app(dataclasses.replace(settings, redis_url=url))
+        async with (
+            TestServer(app) as api_server,
+            ApiClient(str(api_server.make_url("/")), TEST_API_KEY) as api,
+        ):
+            body = {"tenantId": namespace.replace("-", "_"), "meterCount": 100}
+            publish = asyncio.create_task(api.publish(body))
+            await asyncio.sleep(1.0)
+            assert not server.alive() and not publish.done()  # answered 503, waiting
+            await asyncio.to_thread(server.restart)
+            answer = await asyncio.wait_for(publish, 30)
+        assert (answer.status, answer.body["reads"]) == (200, 100)
+    finally:
+        server.stop()
