@@ -79,7 +79,7 @@ async def _rows(
     async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query(name), params)
         rows = await (cursor.fetchmany(limit) if limit else cursor.fetchall())
-    return [{_camel(key): _json(value) for key, value in row.items()} for row in rows]
+    return _camelised(rows)
 
 
 def _voltage(feeders: list[dict[str, Any]]) -> dict[str, Any]:
@@ -91,12 +91,12 @@ def _voltage(feeders: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str, Any]:
-    """The latest day's suspects, from the meter-day features as last refreshed.
-
-    The features are refreshed in the background (api/kpi_refresh.py), so the day
-    in progress lags by up to a refresh period; ``featuresAsOf`` says when.
+    """The suspects of the latest complete day (UTC), from the meter-day features as last
+    refreshed (api/kpi_refresh.py; ``featuresAsOf`` says when), and beside them the
+    meter-days with too few reads to judge. The day in progress is never shown: just after
+    midnight it holds a few intervals, and no suspect.
     """
-    day = (latest - timedelta(seconds=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = latest.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
     params = {"tenant_id": tenant_id, "day": day}
     summary: dict[str, Any] = {"day": day.date().isoformat()}
     try:
@@ -108,6 +108,7 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
             # A setting for this transaction only: the pooled connection keeps its own.
             await cursor.execute(query("statement_budget"), {"milliseconds": str(THEFT_BUDGET_MS)})
             rows = await (await cursor.execute(query("theft_suspects"), params)).fetchall()
+            unjudged = await (await cursor.execute(query("insufficient_data"), params)).fetchall()
             refreshed = await (await cursor.execute(query("theft_refreshed_at"), params)).fetchone()
     except psycopg.errors.QueryCanceled:
         return {
@@ -115,14 +116,23 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
             "computed": False,
             "reason": f"over the quickcheck's {THEFT_BUDGET_MS} ms budget",
         }
-    suspects = [{_camel(key): _json(value) for key, value in row.items()} for row in rows]
+    suspects = _camelised(rows)
     return {
         **summary,
         "computed": True,
         "featuresAsOf": _json(refreshed["refreshed_at"]) if refreshed else None,
         "count": len(suspects),
         "top": suspects[:TOP],
+        "insufficientData": {
+            "count": len(unjudged),
+            "top": _camelised(unjudged[:TOP]),
+        },
     }
+
+
+def _camelised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as JSON objects: camelCase keys, ISO timestamps, floats to 4 places."""
+    return [{_camel(key): _json(value) for key, value in row.items()} for row in rows]
 
 
 def _camel(name: str) -> str:

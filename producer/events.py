@@ -1,8 +1,10 @@
 """Events: theft, voltage sags and comms outages on a fraction of one feeder (SPEC §3).
 
-An event applies to the reads whose ``read_at`` lies in [startsAt, endsAt), on
-its feeder, to a deterministic subset of that feeder's meters: meter m is a
-member when a hash of (tenant, m, event id) falls below ``fraction``.
+An event applies to the intervals in [startsAt, endsAt): a read ends its interval, so
+to the reads whose ``read_at`` lies in (startsAt, endsAt] (an event of one UTC day
+falsifies exactly that day's reads, those its KPI features take), on its feeder, to a
+deterministic subset of that feeder's meters: meter m is a member when a hash of
+(tenant, m, event id) falls below ``fraction``.
 
 Theft falsifies kWh with one of the six false-data-injection patterns of Jokar,
 Arianpoo & Leung, "Electricity Theft Detection in AMI Using Customers'
@@ -86,7 +88,9 @@ class Event:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     def applies(self, feeder_id: str, read_at: datetime) -> bool:
-        return self.feeder_id == feeder_id and self.starts_at <= read_at < self.ends_at
+        """On the feeder, for the read ending at ``read_at``: reads end their interval, so
+        an event of [startsAt, endsAt) covers the reads ending in (startsAt, endsAt]."""
+        return self.feeder_id == feeder_id and self.starts_at < read_at <= self.ends_at
 
     def to_json(self) -> dict[str, Any]:
         return {

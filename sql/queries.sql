@@ -67,10 +67,11 @@ WHERE tenant_id = %(tenant_id)s
 ORDER BY event_id
 
 -- name: active_events
--- The events in force at one read time (the producer reads them at every publish).
+-- The events in force for the read ending at read_at: its interval lies in the event's
+-- window, (starts_at, ends_at] (the producer reads them at every publish).
 SELECT event_id, tenant_id, event_type, feeder_id, starts_at, ends_at, fraction, params
 FROM public.ami_events
-WHERE tenant_id = %(tenant_id)s AND starts_at <= %(read_at)s AND ends_at > %(read_at)s
+WHERE tenant_id = %(tenant_id)s AND starts_at < %(read_at)s AND ends_at >= %(read_at)s
 ORDER BY event_id
 
 -- name: delete_event
@@ -128,6 +129,11 @@ FROM public.kpi_read_completeness
 WHERE tenant_id = %(tenant_id)s AND read_at >= %(since)s
 ORDER BY read_at DESC
 
+-- name: insufficient_data
+-- The day's meter-days with too few reads to judge (0009), least complete first.
+SELECT meter_id, feeder_id, reads, completeness
+FROM public.kpi_insufficient_data_on(%(tenant_id)s, %(day)s)
+
 -- name: theft_suspects
 -- The day's suspects, strongest first (from that day and the 7 before it only: 0008).
 SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_corr, reasons
@@ -166,21 +172,22 @@ WITH reads AS (
 ), features AS (
     SELECT feeder_id, meter_id, COUNT(*) AS reads, MIN(interval_minutes) AS interval_minutes,
            AVG(kwh) AS kwh_per_read, COUNT(*) FILTER (WHERE kwh = 0) AS zero_reads,
-           STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr
+           STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr,
+           SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share
     FROM reads
     GROUP BY feeder_id, meter_id
 ), stored AS (
     INSERT INTO public.kpi_meter_day_features AS f
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-         zero_reads, variation, peer_corr)
+         zero_reads, variation, peer_corr, peer_share)
     SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-           zero_reads, variation, peer_corr
+           zero_reads, variation, peer_corr, peer_share
     FROM features
     ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
         feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
         interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
         zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
-        peer_corr = EXCLUDED.peer_corr
+        peer_corr = EXCLUDED.peer_corr, peer_share = EXCLUDED.peer_share
 )
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
 VALUES (%(tenant_id)s, %(day)s, %(reads)s)

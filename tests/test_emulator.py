@@ -144,7 +144,8 @@ def test_an_event_changes_only_its_feeder_its_window_and_its_meters(ev: Event) -
     honest = as_dict(batch())
     # Another feeder, and its own feeder before and after the window: untouched.
     assert as_dict(batch(feeder=4, events=(ev,))) == as_dict(batch(feeder=4))
-    before, after = WINDOW[0] - timedelta(minutes=15), WINDOW[1]
+    # Reads end their interval: the window's intervals are the reads ending in (start, end].
+    before, after = WINDOW[0], WINDOW[1] + timedelta(minutes=15)
     assert as_dict(batch(read_at=before, events=(ev,))) == as_dict(batch(read_at=before))
     assert as_dict(batch(read_at=after, events=(ev,))) == as_dict(batch(read_at=after))
     # Inside: exactly its members change (or vanish).

@@ -59,7 +59,10 @@ async def test_events_are_created_listed_and_deleted(
     inside = datetime(2026, 3, 4, 18, 0, tzinfo=UTC)
     active = await active_events(pool, tenant, inside)
     assert [(e.event_id, e.params["pattern"]) for e in active] == [(event["id"], "h3")]
-    assert await active_events(pool, tenant, datetime(2026, 3, 5, 12, tzinfo=UTC)) == []
+    # Reads end their interval: the read at endsAt is the window's last, at startsAt not in it.
+    assert len(await active_events(pool, tenant, datetime(2026, 3, 5, 12, tzinfo=UTC))) == 1
+    assert await active_events(pool, tenant, datetime(2026, 3, 5, 12, 15, tzinfo=UTC)) == []
+    assert await active_events(pool, tenant, datetime(2026, 3, 4, 12, tzinfo=UTC)) == []
 
     deleted = await client.delete(f"/api/ami/events/{event['id']}", headers=AUTH)
     assert await deleted.json() == {"ok": True, "deleted": event["id"]}

@@ -3,6 +3,7 @@ emulator's ground truth."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,7 +75,7 @@ async def test_quickcheck_summarises_the_latest_intervals(
     voltage = body["voltageAnomalies"]
     assert voltage["feeders"][0]["feederId"] == "FEEDER_2"
     assert voltage["readsOutsideRangeA"] >= 20  # the sagged feeder's every meter
-    assert body["theftSuspects"]["day"] == "2026-03-05"
+    assert body["theftSuspects"]["day"] == "2026-03-04"  # the latest complete day
 
 
 async def test_quickcheck_of_an_unknown_tenant_is_empty_not_an_error(
@@ -92,8 +93,7 @@ async def test_theft_detection_finds_every_pattern(
     # per-pattern recall on 4-12 thieves fail now and then on a single miss.
     tenant = "SCORE"
     meters = 2_000
-    # The theft day's reads end at (DAY, DAY + 1 day]: the window starts one interval in.
-    window = (DAY + timedelta(minutes=15), DAY + timedelta(days=1, minutes=15))
+    window = (DAY, DAY + timedelta(days=1))  # the reads ending in (DAY, DAY + 1 day]
     thefts = tuple(
         Event(
             event_id=8_000 + n,
@@ -154,7 +154,8 @@ async def test_theft_detection_finds_every_pattern(
 async def test_a_days_suspects_match_the_whole_history_definition(
     pool: AsyncConnectionPool[Any],
 ) -> None:
-    """kpi_theft_suspects_on (0008) reads 8 days; 0004's view windowed the whole history.
+    """kpi_theft_suspects_on (0008, 0009) reads 8 days; 0004's view, on 0009's features,
+    windowed the whole history.
 
     With a day per meter and no gaps, both give the same suspects and figures, also in a
     session whose time zone changes its clocks within the week (days are UTC days).
@@ -167,8 +168,8 @@ async def test_a_days_suspects_match_the_whole_history_definition(
         tenant_id=tenant,
         event_type=EventType.THEFT,
         feeder_id="FEEDER_4",
-        starts_at=theft_day - timedelta(days=1, minutes=-15),
-        ends_at=theft_day + timedelta(days=1, minutes=15),
+        starts_at=theft_day - timedelta(days=1),
+        ends_at=theft_day + timedelta(days=1),
         fraction=0.3,
         params={"pattern": "h1"},
     )
@@ -177,6 +178,11 @@ async def test_a_days_suspects_match_the_whole_history_definition(
     text = (Path(__file__).parent.parent / "sql/migrations/0004_kpi_views.sql").read_text()
     view = text[text.index("CREATE OR REPLACE VIEW public.kpi_theft_suspects AS") :]
     view = view.replace("public.kpi_theft_suspects", "pg_temp.whole_history_suspects", 1)
+    # 0009 judges shares of the feeder's load, and days with 80% of their reads at least.
+    view = view.replace(
+        "d.kwh_per_read / NULLIF(AVG(d.kwh_per_read)", "d.peer_share / NULLIF(AVG(d.peer_share)"
+    )
+    view = view.replace("WHERE reads * interval_minutes >= 720", "WHERE judged")
     columns = (
         b"meter_id, feeder_id, reads, own_ratio, zero_reads, variation, peer_corr, peer_ratio,"
         b" reasons"
@@ -235,3 +241,47 @@ async def test_features_are_refreshed_only_for_days_that_changed(
             [tenant, DAY],
         )
         assert await cursor.fetchone() == (100, 10, 10)
+
+
+async def test_a_comms_outage_alone_flags_no_one(pool: AsyncConnectionPool[Any]) -> None:
+    """Honest meters that lost reads are judged on the reads they have, or not at all.
+
+    On the judged day, half of FEEDER_3's meters lose the evening peak (4 h: 83% of their
+    reads remain), and half of FEEDER_5's lose 10 h (58% remain): the first are judged and
+    found honest, the second are reported as insufficient data, never as suspects.
+    """
+    tenant = "OUTAGE_" + uuid.uuid4().hex[:8]
+    peak = Event(
+        event_id=9_101,
+        tenant_id=tenant,
+        event_type=EventType.COMMS_OUTAGE,
+        feeder_id="FEEDER_3",
+        starts_at=DAY + timedelta(hours=16),
+        ends_at=DAY + timedelta(hours=20),
+        fraction=0.5,
+    )
+    long = dataclasses.replace(
+        peak,
+        event_id=9_102,
+        feeder_id="FEEDER_5",
+        starts_at=DAY + timedelta(hours=8),
+        ends_at=DAY + timedelta(hours=18),
+    )
+    await ingest(pool, tenant, 500, DAY - timedelta(days=3), 4 * 96, events=(peak, long))
+    await refresh_stale_days(pool)
+    params = {"tenant_id": tenant, "day": DAY}
+    async with pool.connection() as conn:
+        suspects = await (await conn.execute(query("theft_suspects"), params)).fetchall()
+        unjudged = await (await conn.execute(query("insufficient_data"), params)).fetchall()
+    seed = text_seed(tenant)
+    lost = {}
+    for event in (peak, long):
+        numbers = feeder_meters(int(event.feeder_id.removeprefix("FEEDER_")), 1, 500, FEEDERS)
+        lost[event.feeder_id] = {
+            f"{tenant}-MTR-{n:05d}" for n in numbers[members(seed, event, numbers)]
+        }
+    assert len(lost["FEEDER_3"]) >= 5 and len(lost["FEEDER_5"]) >= 5
+    flagged = {row[0] for row in suspects}
+    assert flagged & (lost["FEEDER_3"] | lost["FEEDER_5"]) == set()
+    assert {row[0] for row in unjudged} == lost["FEEDER_5"]
+    assert {round(row[3], 3) for row in unjudged} == {round(56 / 96, 3)}
