@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from app.api_client import wait_ready
 from app.embedded import free_port
@@ -58,6 +59,10 @@ def live_api(
         yield base, env
     finally:
         stop(processes)
+        with redis.Redis.from_url(servers.redis_url) as client:  # what they wrote
+            keys = list(client.scan_iter(match="{" + namespace + "}:*"))
+            if keys:
+                client.delete(*keys)
 
 
 def test_the_api_meets_its_openapi_document(
