@@ -170,12 +170,13 @@ WITH reads AS (
     WHERE tenant_id = %(tenant_id)s
       AND read_at > %(day)s AND read_at <= %(day)s + interval '1 day'
 ), features AS (
-    SELECT feeder_id, meter_id, COUNT(*) AS reads, MIN(interval_minutes) AS interval_minutes,
+    SELECT MODE() WITHIN GROUP (ORDER BY feeder_id) AS feeder_id, meter_id, COUNT(*) AS reads,
+           MIN(interval_minutes) AS interval_minutes,
            AVG(kwh) AS kwh_per_read, COUNT(*) FILTER (WHERE kwh = 0) AS zero_reads,
            STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr,
            SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share
     FROM reads
-    GROUP BY feeder_id, meter_id
+    GROUP BY meter_id  -- one row per meter-day, on the feeder it reported from most
 ), stored AS (
     INSERT INTO public.kpi_meter_day_features AS f
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
