@@ -83,6 +83,7 @@ def _event_body() -> dict[str, Any]:
                     *thefts,
                     variant(EventType.VOLTAGE_SAG, depthPct=depth),
                     variant(EventType.COMMS_OUTAGE),
+                    variant(EventType.VACANCY),
                 ]
             },
             {"oneOf": [{"required": ["endsAt"]}, {"required": ["durationMinutes"]}]},
@@ -99,7 +100,7 @@ TENANT_QUERY = {  # the tenantId query parameter of the read endpoints (tenant_p
 
 PATHS["/api/ami/events"] = {
     "post": {
-        "summary": "Create an event (theft, voltage-sag, comms-outage) on a fraction of a feeder",
+        "summary": "Create an event (theft, voltage-sag, comms-outage, vacancy) on a feeder",
         "security": [{"bearerKey": []}],
         "requestBody": {
             "required": True,

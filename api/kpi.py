@@ -109,6 +109,7 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
             await cursor.execute(query("statement_budget"), {"milliseconds": str(THEFT_BUDGET_MS)})
             rows = await (await cursor.execute(query("theft_suspects"), params)).fetchall()
             unjudged = await (await cursor.execute(query("insufficient_data"), params)).fetchall()
+            near_zero = await (await cursor.execute(query("near_zero"), params)).fetchall()
             refreshed = await (await cursor.execute(query("theft_refreshed_at"), params)).fetchone()
     except psycopg.errors.QueryCanceled:
         return {
@@ -127,6 +128,7 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
             "count": len(unjudged),
             "top": _camelised(unjudged[:TOP]),
         },
+        "nearZero": {"count": len(near_zero), "top": _camelised(near_zero[:TOP])},
     }
 
 

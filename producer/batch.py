@@ -8,7 +8,7 @@ from datetime import datetime
 import numpy as np
 
 from gridlens.entry import ReadBatch
-from producer.events import Event, EventType, apply_theft, members
+from producer.events import Event, EventType, apply_theft, members, vacant_kwh
 from producer.fleet import epoch_minutes, feeder_id
 from producer.model import honest_kwh, honest_voltage, load_ratio, meter_traits
 from producer.randomness import text_seed
@@ -50,6 +50,8 @@ def generate_batch(
             kwh[affected] = apply_theft(
                 seed, event, meters[affected], minutes, interval_minutes, kwh[affected]
             )
+        elif event.event_type is EventType.VACANCY:
+            kwh[affected] = vacant_kwh(seed, meters[affected], minutes, interval_minutes)
         elif event.event_type is EventType.VOLTAGE_SAG:
             voltage[affected] *= 1.0 - float(event.params["depthPct"]) / 100.0
         else:

@@ -1,4 +1,4 @@
-"""Events: theft, voltage sags and comms outages on a fraction of one feeder (SPEC §3).
+"""Events: theft, voltage sags, comms outages and vacancy on a fraction of one feeder (SPEC §3).
 
 An event applies to the intervals in [startsAt, endsAt): a read ends its interval, so
 to the reads whose ``read_at`` lies in (startsAt, endsAt] (an event of one UTC day
@@ -32,8 +32,8 @@ import numpy as np
 from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
 from gridlens.errors import GridLensError
 from gridlens.timestamps import OutOfRange, parse_utc
-from producer.model import MINUTES_PER_DAY, honest_kwh
-from producer.randomness import FloatArray, Stream, uniform
+from producer.model import KWH_NOISE_SIGMA, MINUTES_PER_DAY, honest_kwh
+from producer.randomness import FloatArray, Stream, normal, uniform
 
 
 class EventType(StrEnum):
@@ -43,18 +43,22 @@ class EventType(StrEnum):
     """Voltage depressed by ``depthPct`` percent."""
     COMMS_OUTAGE = "comms-outage"
     """No row at all while it lasts."""
+    VACANCY = "vacancy"
+    """An honest empty home: only its always-on load while it lasts."""
 
 
 DEFAULT_FRACTION: Final = {
     EventType.THEFT: 0.05,  # a few households on the feeder
     EventType.VOLTAGE_SAG: 0.5,  # a section of the feeder
     EventType.COMMS_OUTAGE: 0.1,  # a collector's worth of meters
+    EventType.VACANCY: 0.02,  # homes between occupants, or away for weeks
 }
 THEFT_PATTERNS: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 FACTOR_RANGE: Final = (0.1, 0.8)  # α and γ_t of Jokar et al.
 MIN_WINDOW_HOURS: Final = 4.0  # h2's daily zero window, when drawn
 MAX_WINDOW_HOURS: Final = 10.0
 DEFAULT_DEPTH_PCT: Final = 10.0
+VACANT_KW: Final = (0.02, 0.08)  # a vacant home's always-on load, per meter (docs/emulator.md)
 MAX_DURATION: Final = timedelta(days=366)
 MAX_DURATION_MINUTES: Final = int(MAX_DURATION.total_seconds()) // 60
 _COMMON_FIELDS: Final = frozenset(
@@ -64,6 +68,7 @@ _TYPE_FIELDS: Final = {
     EventType.THEFT: frozenset({"pattern", "alpha", "windowStartHour", "windowHours"}),
     EventType.VOLTAGE_SAG: frozenset({"depthPct"}),
     EventType.COMMS_OUTAGE: frozenset(),
+    EventType.VACANCY: frozenset(),
 }
 _PATTERN_FIELDS: Final = {"alpha": "h1", "windowStartHour": "h2", "windowHours": "h2"}
 
@@ -149,6 +154,19 @@ def apply_theft(
     return result
 
 
+def vacant_kwh(
+    seed: int, meters: np.ndarray, minutes: int, interval_minutes: int
+) -> FloatArray:
+    """What an empty home's meter reads: its always-on load, steady around the clock."""
+    low, high = VACANT_KW
+    kw = low + (high - low) * uniform(seed, Stream.VACANT_LOAD, meters)
+    noise = np.exp(
+        KWH_NOISE_SIGMA * normal(seed, Stream.KWH_NOISE, minutes, meters) - KWH_NOISE_SIGMA**2 / 2
+    )
+    result: FloatArray = kw * interval_minutes / 60.0 * noise
+    return result
+
+
 def _day_read_minutes(minutes: int, interval_minutes: int) -> np.ndarray:
     """The read times (epoch minutes) of every interval of the UTC day of this read."""
     day_start = (minutes - interval_minutes) // MINUTES_PER_DAY * MINUTES_PER_DAY
@@ -227,7 +245,7 @@ def _params(body: Mapping[str, Any], event_type: EventType) -> dict[str, Any]:
                 body, "depthPct", DEFAULT_DEPTH_PCT, low=0.0, high=50.0, low_open=True
             )
         }
-    if event_type is EventType.COMMS_OUTAGE:
+    if event_type in (EventType.COMMS_OUTAGE, EventType.VACANCY):
         return {}
     pattern = body.get("pattern", "h1")
     if pattern not in THEFT_PATTERNS:

@@ -41,6 +41,7 @@ class Stream(IntEnum):
     THEFT_GAMMA = 11
     THEFT_WINDOW = 12
     BOX_MULLER = 13
+    VACANT_LOAD = 30
 
 
 def text_seed(text: str) -> int:

@@ -134,8 +134,13 @@ ORDER BY read_at DESC
 SELECT meter_id, feeder_id, reads, completeness
 FROM public.kpi_insufficient_data_on(%(tenant_id)s, %(day)s)
 
+-- name: near_zero
+-- The day's judged meter-days of near-zero use (0010: vacancy, not theft), lowest first.
+SELECT meter_id, feeder_id, reads, mean_kw
+FROM public.kpi_near_zero_on(%(tenant_id)s, %(day)s)
+
 -- name: theft_suspects
--- The day's suspects, strongest first (from that day and the 7 before it only: 0008).
+-- The day's suspects, strongest first (verdicts stored with the day's features: 0010).
 SELECT meter_id, feeder_id, own_ratio, peer_ratio, zero_reads, variation, peer_corr, reasons
 FROM public.kpi_theft_suspects_on(%(tenant_id)s, %(day)s)
 ORDER BY cardinality(reasons) DESC, peer_ratio NULLS LAST, meter_id
@@ -149,23 +154,36 @@ RESET ALL
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
 
 -- name: stale_days
--- Days (UTC) whose reads changed since their features were computed, oldest first.
-SELECT current.tenant_id, current.day, current.reads
-FROM (
+-- Days (UTC) whose reads changed since their features were computed, and every later day
+-- of the same tenant (a day's verdict starts from the baseline of the days before it),
+-- oldest first.
+WITH current AS (
     SELECT tenant_id, date_trunc('day', read_at - interval '1 microsecond', 'UTC') AS day,
            SUM(reads)::bigint AS reads
     FROM public.meter_reads_rollup
     GROUP BY 1, 2
-) AS current
-LEFT JOIN public.kpi_refreshed_days AS done USING (tenant_id, day)
-WHERE done.reads IS DISTINCT FROM current.reads
+), first_changed AS (
+    SELECT current.tenant_id, MIN(current.day) AS day
+    FROM current
+    LEFT JOIN public.kpi_refreshed_days AS done USING (tenant_id, day)
+    WHERE done.reads IS DISTINCT FROM current.reads
+    GROUP BY current.tenant_id
+)
+SELECT current.tenant_id, current.day, current.reads
+FROM current
+JOIN first_changed ON first_changed.tenant_id = current.tenant_id
+                  AND current.day >= first_changed.day
 ORDER BY current.day, current.tenant_id
 
 -- name: refresh_meter_days
--- The features of one tenant's day (reads ending in (day, day + 1 day]), from its rows.
+-- The features and verdict of one tenant's day (reads ending in (day, day + 1 day]), from
+-- its rows and the baseline its meters carried out of their latest earlier day
+-- (sql/migrations/0010).
 WITH reads AS (
     SELECT feeder_id, meter_id, kwh, interval_minutes,
-           AVG(kwh) OVER (PARTITION BY feeder_id, read_at) AS feeder_kwh
+           AVG(kwh) OVER (PARTITION BY feeder_id, read_at) AS feeder_kwh,
+           EXTRACT(hour FROM (read_at - interval_minutes * interval '30 seconds')
+                             AT TIME ZONE 'UTC')::integer AS hour
     FROM public.meter_reads_electric
     WHERE tenant_id = %(tenant_id)s
       AND read_at > %(day)s AND read_at <= %(day)s + interval '1 day'
@@ -177,18 +195,81 @@ WITH reads AS (
            SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share
     FROM reads
     GROUP BY meter_id  -- one row per meter-day, on the feeder it reported from most
+), hourly AS (
+    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(feeder_kwh) AS peer
+    FROM reads
+    GROUP BY meter_id, hour
+), hours AS (
+    SELECT features.meter_id, array_agg(hourly.kwh ORDER BY slot.hour) AS hour_kwh,
+           array_agg(hourly.peer ORDER BY slot.hour) AS hour_peer
+    FROM features CROSS JOIN generate_series(0, 23) AS slot(hour)
+    LEFT JOIN hourly ON hourly.meter_id = features.meter_id AND hourly.hour = slot.hour
+    GROUP BY features.meter_id
+), latest AS (
+    SELECT DISTINCT ON (earlier.meter_id) earlier.*
+    FROM public.kpi_meter_days AS earlier
+    WHERE earlier.tenant_id = %(tenant_id)s
+      AND earlier.day >= %(day)s - interval '8 days' AND earlier.day < %(day)s
+    ORDER BY earlier.meter_id, earlier.day DESC
+), carried AS (
+    SELECT latest.meter_id,
+           public.kpi_next_baseline(latest.baseline, latest.baseline_days, clean.is_clean,
+                                    latest.hour_kwh, latest.hour_peer) AS baseline,
+           latest.baseline_days + clean.is_clean::integer AS baseline_days
+    FROM latest
+    CROSS JOIN LATERAL (SELECT latest.completeness >= 0.5 AND NOT latest.near_zero
+                               AND cardinality(latest.reasons) = 0 AS is_clean) AS clean
+), compared AS (
+    SELECT features.*, hours.hour_kwh, hours.hour_peer, carried.baseline,
+           COALESCE(carried.baseline_days, 0) AS baseline_days, versus.own_ratio,
+           versus.own_corr, versus.own_error, features.reads * features.interval_minutes >= 0.8 * 1440 AS judged
+    FROM features
+    JOIN hours USING (meter_id)
+    LEFT JOIN carried USING (meter_id)
+    -- A baseline of fewer than 192 reads (2 days at 15 minutes) is too noisy to judge by.
+    CROSS JOIN LATERAL public.kpi_compare_hours(
+        hours.hour_kwh, hours.hour_peer,
+        CASE WHEN carried.baseline_days * 1440 / features.interval_minutes >= 192
+             THEN carried.baseline END, carried.baseline_days) AS versus
+), feeder_medians AS (
+    SELECT feeder_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY own_ratio) AS own_ratio,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY own_error) AS own_error
+    FROM compared
+    WHERE judged AND own_ratio IS NOT NULL
+    GROUP BY feeder_id
+), verdicts AS (
+    SELECT compared.*, peers.peer_ratio,
+           compared.kwh_per_read * 60.0 / compared.interval_minutes < 0.1
+               AND COALESCE(compared.peer_corr, 0) < 0.3 AS near_zero,
+           public.kpi_theft_reasons(peers.peer_ratio,
+                                    GREATEST(compared.own_error, feeder_medians.own_error),
+                                    compared.zero_reads::integer,
+                                    compared.interval_minutes, compared.variation,
+                                    compared.own_corr, compared.peer_corr) AS reasons
+    FROM compared
+    LEFT JOIN feeder_medians USING (feeder_id)
+    CROSS JOIN LATERAL (SELECT compared.own_ratio / NULLIF(feeder_medians.own_ratio, 0)
+                               AS peer_ratio) AS peers
 ), stored AS (
     INSERT INTO public.kpi_meter_day_features AS f
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-         zero_reads, variation, peer_corr, peer_share)
+         zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
+         baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons)
     SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-           zero_reads, variation, peer_corr, peer_share
-    FROM features
+           zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
+           baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons
+    FROM verdicts
     ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
         feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
         interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
         zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
-        peer_corr = EXCLUDED.peer_corr, peer_share = EXCLUDED.peer_share
+        peer_corr = EXCLUDED.peer_corr, peer_share = EXCLUDED.peer_share,
+        hour_kwh = EXCLUDED.hour_kwh, hour_peer = EXCLUDED.hour_peer,
+        baseline = EXCLUDED.baseline, baseline_days = EXCLUDED.baseline_days,
+        own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,
+        own_error = EXCLUDED.own_error,
+        peer_ratio = EXCLUDED.peer_ratio, near_zero = EXCLUDED.near_zero,
+        reasons = EXCLUDED.reasons
 )
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
 VALUES (%(tenant_id)s, %(day)s, %(reads)s)

@@ -3,17 +3,19 @@ emulator's ground truth."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from psycopg_pool import AsyncConnectionPool
 
+from api import kpi_refresh
 from api.kpi_refresh import refresh_stale_days
 from consumer.ingest import insert_batch
 from gridlens.sqlfiles import query
@@ -34,22 +36,29 @@ async def ingest(
     intervals: int,
     events: tuple[Event, ...] = (),
     interval_minutes: int = 15,
+    feeders: int = FEEDERS,
 ) -> None:
     """Store what the pipeline would store for ``intervals`` reads after ``start``."""
     for step in range(1, intervals + 1):
         read_at = start + timedelta(minutes=interval_minutes * step)
-        for feeder in range(1, FEEDERS + 1):
+        for feeder in range(1, feeders + 1):
             batch = generate_batch(
                 publish_id="kpi",
                 tenant_id=tenant,
                 feeder=feeder,
-                meter_numbers=feeder_meters(feeder, 1, meters, FEEDERS),
+                meter_numbers=feeder_meters(feeder, 1, meters, feeders),
                 read_at=read_at,
                 interval_minutes=interval_minutes,
                 events=events,
             )
             if len(batch):
                 await insert_batch(pool, batch)
+
+
+def truth_of(seed: int, event: Event, meters: int, feeders: int = FEEDERS) -> set[str]:
+    """The meter ids an event affects in a fleet of ``meters`` (the emulator's ground truth)."""
+    numbers = feeder_meters(int(event.feeder_id.removeprefix("FEEDER_")), 1, meters, feeders)
+    return {f"{event.tenant_id}-MTR-{n:05d}" for n in numbers[members(seed, event, numbers)]}
 
 
 async def test_quickcheck_summarises_the_latest_intervals(
@@ -107,7 +116,23 @@ async def test_theft_detection_finds_every_pattern(
         )
         for n in range(1, 7)
     )
-    await ingest(pool, tenant, meters, DAY - timedelta(days=3), 4 * 96, events=thefts)
+    short_window = dataclasses.replace(
+        thefts[1],
+        event_id=8_007,
+        feeder_id="FEEDER_21",
+        params={"pattern": "h2", "windowHours": 0.5},
+    )
+    vacancy = dataclasses.replace(
+        thefts[0], event_id=8_008, event_type=EventType.VACANCY, feeder_id="FEEDER_22", params={}
+    )
+    await ingest(
+        pool,
+        tenant,
+        meters,
+        DAY - timedelta(days=3),
+        4 * 96,
+        events=(*thefts, short_window, vacancy),
+    )
     refreshed = await refresh_stale_days(pool)
     assert {day for tenant_id, day in refreshed if tenant_id == tenant} == {
         DAY - timedelta(days=n) for n in range(4)
@@ -118,9 +143,7 @@ async def test_theft_detection_finds_every_pattern(
     seed = text_seed(tenant)
     lines, scores, all_hits, all_thieves = [], {}, 0, 0
     for event in thefts:
-        feeder = int(event.feeder_id.removeprefix("FEEDER_"))
-        numbers = feeder_meters(feeder, 1, meters, FEEDERS)
-        truth = {f"{tenant}-MTR-{n:05d}" for n in numbers[members(seed, event, numbers)]}
+        truth = truth_of(seed, event, meters)
         found = {meter for feeder_id, meter in flagged if feeder_id == event.feeder_id}
         hits = len(truth & found)
         precision = hits / len(found) if found else 0.0
@@ -134,15 +157,30 @@ async def test_theft_detection_finds_every_pattern(
     elsewhere = {
         meter
         for feeder_id, meter in flagged
-        if feeder_id not in {event.feeder_id for event in thefts}
+        if feeder_id not in {event.feeder_id for event in (*thefts, short_window)}
     }
-    honest_meters = meters - sum(len(feeder_meters(3 * n, 1, meters, FEEDERS)) for n in range(1, 7))
+    honest_meters = meters - sum(
+        len(feeder_meters(feeder, 1, meters, FEEDERS)) for feeder in (3, 6, 9, 12, 15, 18, 21)
+    )
     lines.append(
-        f"false alarms on the {FEEDERS - 6} honest feeders: {len(elsewhere)} of "
+        f"false alarms on the {FEEDERS - 7} feeders without theft: {len(elsewhere)} of "
         f"{honest_meters} meters"
+    )
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query("near_zero"), {"tenant_id": tenant, "day": DAY})
+        near_zero = {row[0] for row in await cursor.fetchall()}
+    seed_truth = {
+        event.event_id: truth_of(seed, event, meters) for event in (short_window, vacancy)
+    }
+    found_short = {meter for feeder_id, meter in flagged if feeder_id == "FEEDER_21"}
+    lines.append(
+        f"h2 over half an hour: {len(seed_truth[8_007])} thieves, {len(found_short)} flagged; "
+        f"vacancy: {len(seed_truth[8_008])} homes, {len(near_zero)} near-zero meters"
     )
     with capsys.disabled():
         print("\n" + "\n".join(lines))
+    assert found_short == seed_truth[8_007]  # 2 zero reads: half an hour of nothing
+    assert near_zero == seed_truth[8_008]  # vacancy is its own KPI, and never theft
     for pattern, (precision, recall) in scores.items():
         assert recall >= 0.9, f"{pattern}: recall {recall:.2f}"
         assert precision >= 0.8, f"{pattern}: precision {precision:.2f}"
@@ -151,89 +189,105 @@ async def test_theft_detection_finds_every_pattern(
     assert np.isfinite(len(flagged))
 
 
-async def test_a_days_suspects_match_the_whole_history_definition(
+async def test_a_lasting_theft_is_measured_from_before_it_began(
     pool: AsyncConnectionPool[Any],
 ) -> None:
-    """kpi_theft_suspects_on (0008, 0009) reads 8 days; 0004's view, on 0009's features,
-    windowed the whole history.
+    """A 7-day trailing baseline was all theft by a theft's eighth day, and it was no longer
+    found. The baseline (0010) moves only with clean days: after 10 days of theft the
+    thieves are still measured against their last honest week, and flagged every day.
 
-    With a day per meter and no gaps, both give the same suspects and figures, also in a
-    session whose time zone changes its clocks within the week (days are UTC days).
+    In a session whose time zone changes its clocks within the theft (days are UTC days).
     """
-    tenant = "HISTORY_" + uuid.uuid4().hex[:8]
-    theft_day = datetime(2026, 3, 31, tzinfo=UTC)  # Europe's clocks changed on 29 March
-    first_day = theft_day - timedelta(days=9)
+    tenant = "LASTING"  # fixed: which meters steal, and so the counts, are the same each run
+    first_day = datetime(2026, 3, 26, tzinfo=UTC)  # Europe's clocks changed on 29 March
     theft = Event(
         event_id=9_001,
         tenant_id=tenant,
         event_type=EventType.THEFT,
         feeder_id="FEEDER_4",
-        starts_at=theft_day - timedelta(days=1),
-        ends_at=theft_day + timedelta(days=1),
+        starts_at=first_day + timedelta(days=3),
+        ends_at=first_day + timedelta(days=12),
         fraction=0.3,
-        params={"pattern": "h1"},
+        params={"pattern": "h1", "alpha": 0.6},
     )
-    await ingest(pool, tenant, 250, first_day, 11 * 24, events=(theft,), interval_minutes=60)
-    await refresh_stale_days(pool)
-    text = (Path(__file__).parent.parent / "sql/migrations/0004_kpi_views.sql").read_text()
-    view = text[text.index("CREATE OR REPLACE VIEW public.kpi_theft_suspects AS") :]
-    view = view.replace("public.kpi_theft_suspects", "pg_temp.whole_history_suspects", 1)
-    # 0009 judges shares of the feeder's load, and days with 80% of their reads at least.
-    view = view.replace(
-        "d.kwh_per_read / NULLIF(AVG(d.kwh_per_read)", "d.peer_share / NULLIF(AVG(d.peer_share)"
-    )
-    view = view.replace("WHERE reads * interval_minutes >= 720", "WHERE judged")
-    columns = (
-        b"meter_id, feeder_id, reads, own_ratio, zero_reads, variation, peer_corr, peer_ratio,"
-        b" reasons"
-    )
-    sources = (
-        b"pg_temp.whole_history_suspects WHERE tenant_id = %(tenant_id)s AND day = %(day)s",
-        b"kpi_theft_suspects_on(%(tenant_id)s, %(day)s)",
-    )
+    await ingest(pool, tenant, 200, first_day, 12 * 96, events=(theft,), feeders=10)
     async with pool.connection() as conn:
         await conn.execute(b"SET TIME ZONE 'Europe/Berlin'")
-        await conn.execute(view.encode())  # dropped with the test's own pool
-        compared = 0
-        for day in (first_day + timedelta(days=n) for n in range(11)):
+    await refresh_stale_days(pool)
+    thieves = truth_of(text_seed(tenant), theft, 200, feeders=10)
+    assert len(thieves) >= 3
+    async with pool.connection() as conn:
+        for day in (first_day + timedelta(days=n) for n in range(12)):
             params = {"tenant_id": tenant, "day": day}
-            whole, by_day = [
-                await (
-                    await conn.execute(
-                        b"SELECT " + columns + b" FROM " + source + b" ORDER BY meter_id",
-                        params,
-                    )
-                ).fetchall()
-                for source in sources
-            ]
-            assert [row[:3] + row[-1:] for row in by_day] == [
-                row[:3] + row[-1:] for row in whole
-            ], day
-            assert [row[3:-1] for row in by_day] == [
-                tuple(v if v is None else pytest.approx(v, rel=1e-9) for v in row[3:-1])
-                for row in whole
-            ], day
-            compared += len(whole)
-    assert compared >= 10, compared  # days with suspects were compared, not only empty ones
-    async with pool.connection() as conn:  # the view reads through the function
-        flagged = await (
-            await conn.execute(
-                b"SELECT count(*) FROM kpi_theft_suspects WHERE tenant_id = %s AND day = %s",
-                [tenant, theft_day],
-            )
-        ).fetchone()
-    assert flagged is not None and flagged[0] >= 2  # the thieves on FEEDER_4, at least
+            suspects = await (await conn.execute(query("theft_suspects"), params)).fetchall()
+            flagged = {row[0] for row in suspects}
+            assert flagged == (thieves if day >= theft.starts_at else set()), day
+        cursor = await conn.execute(
+            b"SELECT meter_id, baseline_days FROM kpi_meter_days WHERE tenant_id = %s AND day = %s",
+            [tenant, theft.ends_at - timedelta(days=1)],
+        )
+        baseline_days = dict(await cursor.fetchall())
+    assert {baseline_days[meter] for meter in thieves} == {3}  # its 3 honest days
+    assert min(days for meter, days in baseline_days.items() if meter not in thieves) == 11
 
 
-async def test_features_are_refreshed_only_for_days_that_changed(
+async def test_a_failed_refresh_pass_is_logged_and_the_next_one_runs(
+    pool: AsyncConnectionPool[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The background loop survives any error (once it died silently on one it did not
+    expect), logs it, and the next pass brings the features up to date."""
+    tenant = "BROKEN_" + uuid.uuid4().hex[:8]
+    await ingest(pool, tenant, 50, DAY, 4, interval_minutes=60)
+    passes: list[str] = []
+    two_ran = asyncio.Event()
+
+    async def breaks_once(pool: AsyncConnectionPool[Any]) -> list[tuple[str, datetime]]:
+        if not passes:
+            passes.append("broken")
+            raise RuntimeError("a pass that breaks")
+        passes.append("ran")
+        try:
+            return await refresh_stale_days(pool)
+        finally:
+            if passes.count("ran") >= 2:
+                two_ran.set()
+
+    monkeypatch.setattr(kpi_refresh, "refresh_stale_days", breaks_once)
+    monkeypatch.setattr(kpi_refresh, "REFRESH_EVERY_S", 0.05)
+    app = web.Application()
+    app.cleanup_ctx.append(kpi_refresh.background_refresh(lambda app: pool))
+    runner = web.AppRunner(app)
+    await runner.setup()  # starts the loop
+    try:
+        await asyncio.wait_for(two_ran.wait(), timeout=30)
+    finally:
+        await runner.cleanup()
+    failures = [r for r in caplog.records if getattr(r, "action", "") == "kpi_refresh_failed"]
+    assert len(failures) == 1 and "a pass that breaks" in failures[0].getMessage() + str(
+        getattr(failures[0], "error", "")
+    )
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT count(*) FROM kpi_meter_days WHERE tenant_id = %s", [tenant]
+        )
+        assert await cursor.fetchone() == (50,)
+
+
+async def test_features_are_refreshed_for_days_that_changed_and_the_days_after(
     pool: AsyncConnectionPool[Any],
 ) -> None:
+    """A day's verdict starts from the baseline of the days before it, so reads arriving
+    late for one day refresh that day and every later one; nothing else is redone."""
     tenant = "FRESH_" + uuid.uuid4().hex[:8]
     await ingest(pool, tenant, 100, DAY, 8, interval_minutes=60)
-    assert (tenant, DAY) in await refresh_stale_days(pool)
+    await ingest(pool, tenant, 100, DAY + timedelta(days=1), 2, interval_minutes=60)
+    assert {(tenant, DAY), (tenant, DAY + timedelta(days=1))} <= set(await refresh_stale_days(pool))
     assert all(tenant_id != tenant for tenant_id, _ in await refresh_stale_days(pool))
     await ingest(pool, tenant, 100, DAY + timedelta(hours=8), 2, interval_minutes=60)
-    assert (tenant, DAY) in await refresh_stale_days(pool)  # two more reads on that day
+    refreshed = [day for tenant_id, day in await refresh_stale_days(pool) if tenant_id == tenant]
+    assert refreshed == [DAY, DAY + timedelta(days=1)]  # two more reads on the first day
     async with pool.connection() as conn:
         cursor = await conn.execute(
             b"SELECT count(*), min(reads), max(reads) FROM kpi_meter_days"
@@ -249,8 +303,8 @@ async def test_a_meter_day_with_too_few_reads_is_insufficient_data_never_a_suspe
     """Honest meters that lost reads are judged on the reads they have, or not at all.
 
     On the judged day, half of FEEDER_3's meters lose the evening peak (4 h: 83% of their
-    reads remain) and are judged; half of FEEDER_5's lose 10 h (58% remain) and are
-    reported as insufficient data, never as suspects.
+    reads remain) and are judged on the hours they have, none as a suspect; half of
+    FEEDER_5's lose 10 h (58% remain) and are reported as insufficient data.
     """
     tenant = "OUTAGE"  # fixed, as the scored test: which meters are out and the verdicts
     peak = Event(
@@ -284,7 +338,7 @@ async def test_a_meter_day_with_too_few_reads_is_insufficient_data_never_a_suspe
         }
     assert len(lost["FEEDER_3"]) >= 5 and len(lost["FEEDER_5"]) >= 5
     flagged = {row[0] for row in suspects}
-    assert flagged & lost["FEEDER_5"] == set()
+    assert flagged & (lost["FEEDER_3"] | lost["FEEDER_5"]) == set()
     assert {row[0] for row in unjudged} == lost["FEEDER_5"]  # FEEDER_3's 83% are judged
     assert {round(row[3], 3) for row in unjudged} == {round(56 / 96, 3)}
 
