@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import numpy as np
 from aiohttp import web
 
 from api.body import json_object
@@ -15,9 +16,11 @@ from api.responses import json_response
 from gridlens.entry import TENANT_PATTERN
 from gridlens.queue import queue_depth
 from producer import metrics
+from producer.diversity import has_ev, has_pv
 from producer.event_store import active_events
 from producer.planner import Plan
 from producer.publisher import Backpressure, Published, PublishFailed
+from producer.randomness import text_seed
 from producer.request import (
     ImplausibleRequest,
     PublishRequest,
@@ -72,6 +75,22 @@ PATHS["/api/ami/publish-once"] = {
                                 "format": "date-time",
                                 "description": "aligned down to the interval",
                             },
+                            "pvShare": {
+                                "type": "number",
+                                "minimum": 0,
+                                "maximum": 1,
+                                "description": "share of meters with rooftop PV (net metered); "
+                                "default: the tenant's GRIDLENS_TENANT_SHARES, else "
+                                "GRIDLENS_PV_SHARE (0.04)",
+                            },
+                            "evShare": {
+                                "type": "number",
+                                "minimum": 0,
+                                "maximum": 1,
+                                "description": "share of meters with a Level-2 EV charger; "
+                                "default: the tenant's GRIDLENS_TENANT_SHARES, else "
+                                "GRIDLENS_EV_SHARE (0.02)",
+                            },
                         },
                     }
                 }
@@ -94,7 +113,9 @@ async def publish_once(request: web.Request) -> web.Response:
     ctx = context(request)
     try:
         body = await json_object(request)
-        publish_request = parse_publish_request(body, ctx.settings.caps)
+        publish_request = parse_publish_request(
+            body, ctx.settings.caps, mix_defaults=ctx.settings.mix
+        )
     except (ApiError, web.HTTPRequestEntityTooLarge):
         metrics.PUBLISHES.labels("rejected").inc()
         raise
@@ -122,6 +143,7 @@ async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
         "computedMeters": plan.meters,
         "computedFeederCount": publish_request.feeder_count,
         "computedBatches": plan.jobs,
+        **_mix_meters(plan),
         "estimatedJobs": plan.jobs,
         # Publishes in progress share the rate cap: their reads go first.
         "estimatedRuntimeSeconds": round((state.delayed_reads + plan.meters) / rate, 1),
@@ -187,9 +209,22 @@ def _parameters(plan: Plan) -> dict[str, Any]:
         "batchSize": request.batch_size,
         "meterCount": request.meter_count,
         "feederCount": request.feeder_count,
+        "pvShare": request.mix.pv_share,
+        "evShare": request.mix.ev_share,
         "meterRange": {"first": plan.first_meter, "last": plan.last_meter},
         "nextCursor": plan.next_cursor,
         "cyclesToCoverFleet": plan.cycles,
+    }
+
+
+def _mix_meters(plan: Plan) -> dict[str, int]:
+    """How many of the planned meters have rooftop PV and an EV charger."""
+    request = plan.request
+    meters = np.arange(plan.first_meter, plan.last_meter + 1, dtype=np.int64)
+    seed = text_seed(request.tenant_id)
+    return {
+        "computedPvMeters": int(has_pv(seed, meters, request.mix).sum()),
+        "computedEvMeters": int(has_ev(seed, meters, request.mix).sum()),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from decimal import Decimal
 from typing import Any
 
 from aiohttp import web
@@ -54,11 +55,16 @@ async def scale_status(request: web.Request) -> web.Response:
 async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
     async with ctx.pool.connection() as conn:
         cursor = await conn.execute(query("tenant_status"), {"tenant_id": tenant_id})
-        meters, reads, latest = await cursor.fetchone() or (0, 0, None)
+        row = await cursor.fetchone()
+    meters, reads, latest, delivered, received = row or (0, 0, None, Decimal(0), Decimal(0))
     return {
         "totalDistinctMeters": meters,
         "totalReads": reads,
         "latestReadAt": latest.isoformat().replace("+00:00", "Z") if latest else None,
+        # The two channels of a net meter; net = delivered − received (both to 0.1 Wh).
+        "totalKwhDelivered": float(delivered),
+        "totalKwhReceived": float(received),
+        "totalKwhNet": float(delivered - received),
     }
 
 

@@ -28,8 +28,9 @@ from gridlens.apikey import ensure_api_key
 from gridlens.connections import postgres_pool
 from gridlens.entry import TENANT_PATTERN
 from gridlens.errors import first_line
-from gridlens.settings import Settings, SettingsError
+from gridlens.settings import DEFAULT_EV_SHARE, DEFAULT_PV_SHARE, Settings, SettingsError
 from gridlens.sqlfiles import query
+from producer.diversity import FleetMix
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--start", type=date.fromisoformat, help="first UTC day, YYYY-MM-DD (default: D days ago)"
     )
+    report.add_argument("--pv-share", type=_share, default=DEFAULT_PV_SHARE, metavar="SHARE")
+    report.add_argument("--ev-share", type=_share, default=DEFAULT_EV_SHARE, metavar="SHARE")
     for name, text in (
         ("backfill", "publish the last DAYS of intervals through the API"),
         ("emulate", "publish every interval as (simulated) time passes"),
@@ -85,6 +88,13 @@ def _bounded(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is outside [0, 1]")
+    return value
 
 
 def _tenant(text: str) -> str:
@@ -127,6 +137,7 @@ def _fleet_report(args: argparse.Namespace) -> int:
         args.days,
         start=start,
         interval_minutes=args.interval,
+        mix=FleetMix(pv_share=args.pv_share, ev_share=args.ev_share),
     )
     print(format_report(stats))
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
+from producer.diversity import NO_PV_OR_EV, FleetMix, has_ev, has_pv, net_metered
 from producer.fleet import epoch_minutes, feeder_of
 from producer.model import MINUTES_PER_DAY, honest_kwh, honest_voltage, load_ratio, meter_traits
 from producer.randomness import text_seed
@@ -27,13 +29,17 @@ class FleetStats:
     daily_kwh_mean: float
     daily_kwh_std: float
     daily_kwh_p10: float
-    daily_kwh_p90: float
+    daily_kwh_p90: float  # delivered kWh, all meters
     hourly_kwh: tuple[float, ...]  # mean kWh per meter in each UTC hour of the day
     voltage_percentiles: tuple[float, ...]
     voltage_min: float
     voltage_max: float
     share_range_a: float
     share_range_b: float
+    pv_meters: int = 0
+    ev_meters: int = 0
+    non_pv_daily_kwh_mean: float = float("nan")  # delivered, meters without PV
+    pv_daily_kwh_received_mean: float = 0.0  # received, meters with PV
 
     @property
     def peak_to_trough(self) -> float:
@@ -48,14 +54,17 @@ def fleet_stats(
     *,
     start: date,
     interval_minutes: int = 15,
+    mix: FleetMix = NO_PV_OR_EV,
 ) -> FleetStats:
-    """Event-free statistics of meters 1..``meters`` over ``days`` days from ``start``."""
+    """Event-free statistics of meters 1..``meters`` over ``days`` days from ``start``, with
+    the ``mix``'s shares of meters having rooftop PV and EV charging (none by default)."""
     seed = text_seed(tenant_id)
     numbers = np.arange(1, meters + 1, dtype=np.int64)[:, None]
     feeder_numbers = feeder_of(numbers, feeders)
     traits = meter_traits(seed, numbers)
     per_day = MINUTES_PER_DAY // interval_minutes
     daily = np.empty((meters, days))
+    daily_received = np.empty((meters, days))
     hourly = np.zeros(24)
     voltages = np.empty((meters, days * per_day), dtype=np.float32)
     for day in range(days):
@@ -64,12 +73,16 @@ def fleet_stats(
         )
         minutes = midnight + interval_minutes * np.arange(1, per_day + 1)[None, :]
         ratio = load_ratio(traits, minutes, interval_minutes)
-        kwh = honest_kwh(seed, numbers, minutes, interval_minutes, ratio)
+        load = honest_kwh(seed, numbers, minutes, interval_minutes, ratio)
+        kwh, received = net_metered(
+            seed, numbers, feeder_numbers, minutes, interval_minutes, load, mix
+        )
         daily[:, day] = kwh.sum(axis=1)
+        daily_received[:, day] = received.sum(axis=1)
         hourly += kwh.mean(axis=0).reshape(24, -1).sum(axis=1)
         columns = slice(day * per_day, (day + 1) * per_day)
         voltages[:, columns] = honest_voltage(seed, numbers, feeder_numbers, minutes, ratio)
-    flat = voltages.ravel()
+    pv = has_pv(seed, numbers[:, 0], mix)
     return FleetStats(
         tenant_id=tenant_id,
         meters=meters,
@@ -77,17 +90,34 @@ def fleet_stats(
         days=days,
         start=start,
         interval_minutes=interval_minutes,
-        daily_kwh_mean=float(daily.mean()),
-        daily_kwh_std=float(daily.std()),
-        daily_kwh_p10=float(np.percentile(daily, 10)),
-        daily_kwh_p90=float(np.percentile(daily, 90)),
+        **_energy(daily, daily_received, pv),
         hourly_kwh=tuple(float(value) for value in hourly / days),
-        voltage_percentiles=tuple(float(v) for v in np.percentile(flat, VOLTAGE_PERCENTILES)),
-        voltage_min=float(flat.min()),
-        voltage_max=float(flat.max()),
-        share_range_a=float(((flat >= RANGE_A[0]) & (flat <= RANGE_A[1])).mean()),
-        share_range_b=float(((flat >= RANGE_B[0]) & (flat <= RANGE_B[1])).mean()),
+        pv_meters=int(pv.sum()),
+        ev_meters=int(has_ev(seed, numbers[:, 0], mix).sum()),
+        **_voltage(voltages.ravel()),
     )
+
+
+def _energy(daily: np.ndarray, received: np.ndarray, pv: np.ndarray) -> dict[str, Any]:
+    """Daily energy per meter: delivered (all meters, and those without PV), received."""
+    return {
+        "daily_kwh_mean": float(daily.mean()),
+        "daily_kwh_std": float(daily.std()),
+        "daily_kwh_p10": float(np.percentile(daily, 10)),
+        "daily_kwh_p90": float(np.percentile(daily, 90)),
+        "non_pv_daily_kwh_mean": float(daily[~pv].mean()) if (~pv).any() else float("nan"),
+        "pv_daily_kwh_received_mean": float(received[pv].mean()) if pv.any() else 0.0,
+    }
+
+
+def _voltage(flat: np.ndarray) -> dict[str, Any]:
+    return {
+        "voltage_percentiles": tuple(float(v) for v in np.percentile(flat, VOLTAGE_PERCENTILES)),
+        "voltage_min": float(flat.min()),
+        "voltage_max": float(flat.max()),
+        "share_range_a": float(((flat >= RANGE_A[0]) & (flat <= RANGE_A[1])).mean()),
+        "share_range_b": float(((flat >= RANGE_B[0]) & (flat <= RANGE_B[1])).mean()),
+    }
 
 
 def format_report(stats: FleetStats) -> str:
@@ -95,11 +125,13 @@ def format_report(stats: FleetStats) -> str:
         f"fleet {stats.tenant_id}: {stats.meters:,} meters on {stats.feeders} feeders, "
         f"{stats.days} days from {stats.start.isoformat()}, {stats.interval_minutes}-minute reads"
         " (no events)",
+        f"{stats.pv_meters:,} meters with rooftop PV, {stats.ev_meters:,} with EV charging",
         "",
         "daily energy per meter        kWh",
         f"  mean                   {stats.daily_kwh_mean:8.2f}   (EIA 2020 US average: 29.36)",
         f"  standard deviation     {stats.daily_kwh_std:8.2f}",
         f"  10th / 90th percentile {stats.daily_kwh_p10:8.2f} / {stats.daily_kwh_p90:.2f}",
+        *_mix_lines(stats),
         "",
         "average hour (UTC)   kWh per meter",
     ]
@@ -117,3 +149,12 @@ def format_report(stats: FleetStats) -> str:
         f"  inside ANSI Range B (110–127 V): {100 * stats.share_range_b:.3f}%",
     ]
     return "\n".join(lines)
+
+
+def _mix_lines(stats: FleetStats) -> list[str]:
+    if not stats.pv_meters:
+        return []
+    return [
+        f"  mean, meters without PV {stats.non_pv_daily_kwh_mean:8.2f}",
+        f"  received, PV meters    {stats.pv_daily_kwh_received_mean:8.2f}",
+    ]

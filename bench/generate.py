@@ -1,7 +1,9 @@
 """Reads generated and encoded per second, one core, 500-meter batches.
 
 A 25,000-meter, 25-feeder fleet: 50 batches of 500 meters per interval, each
-generated (honest model, events applied) and encoded as its stream entry.
+generated (honest model, events applied) and encoded as its stream entry; without PV
+and EV meters, and with the deployment's default shares of them (GRIDLENS_PV_SHARE,
+GRIDLENS_EV_SHARE), over the 40 intervals from midnight to 10:00, night and day.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from gridlens.entry import encode
+from gridlens.settings import DEFAULT_EV_SHARE, DEFAULT_PV_SHARE
 from producer.batch import generate_batch
+from producer.diversity import NO_PV_OR_EV, FleetMix
 from producer.events import Event, EventType
 from producer.fleet import IntArray, feeder_meters
 
@@ -27,7 +31,7 @@ def fleet_batches() -> list[tuple[int, IntArray]]:
     return batches
 
 
-def run(events: tuple[Event, ...], label: str) -> None:
+def run(events: tuple[Event, ...], label: str, mix: FleetMix = NO_PV_OR_EV) -> None:
     batches = fleet_batches()
     reads = 0
     started = time.process_time()
@@ -42,6 +46,7 @@ def run(events: tuple[Event, ...], label: str) -> None:
                 read_at=read_at,
                 interval_minutes=15,
                 events=events,
+                mix=mix,
             )
             encode(batch)
             reads += len(batch)
@@ -55,6 +60,8 @@ def run(events: tuple[Event, ...], label: str) -> None:
 
 def main() -> None:
     run((), "no events")
+    default_mix = FleetMix(pv_share=DEFAULT_PV_SHARE, ev_share=DEFAULT_EV_SHARE)
+    run((), f"no events, {DEFAULT_PV_SHARE:.0%} PV, {DEFAULT_EV_SHARE:.0%} EV", default_mix)
     window = (START, START + timedelta(days=1))
     events = tuple(
         Event(
@@ -74,6 +81,7 @@ def main() -> None:
         )
     )
     run(events, "8 events on 8 feeders")
+    run(events, "8 events on 8 feeders, default PV and EV", default_mix)
 
 
 if __name__ == "__main__":

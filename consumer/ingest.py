@@ -99,6 +99,7 @@ async def insert_reads(conn: psycopg.AsyncConnection[Any], batch: ReadBatch) -> 
             "meter_ids": meter_id_array(batch.tenant_id, batch.meter_numbers),
             "kwh": float8_array(batch.kwh),
             "voltage": float8_array(batch.voltage),
+            "kwh_received": float8_array(batch.received()),
             "meter_set": meter_set(batch),
         },
         prepare=True,  # planned once per connection, not on each of its first 5 uses

@@ -2,16 +2,20 @@
 
 A job is the reads of up to 500 meters of one feeder at one interval:
 
-    {"v": 1, "publishId": "...", "tenantId": "DEMO", "feederId": "FEEDER_3",
+    {"v": 2, "publishId": "...", "tenantId": "DEMO", "feederId": "FEEDER_3",
      "readAt": 1764201600, "intervalMinutes": 15,
      "meters": {"first": 3, "step": 25, "count": 500},
-     "kwh": [4123, ...], "voltage": [1213, ...]}
+     "kwh": [4123, ...], "kwhReceived": [0, ...], "voltage": [1213, ...]}
+
+``kwh`` is the energy delivered to the premises, ``kwhReceived`` the energy received from
+it (rooftop PV exporting): the two channels a net meter registers. Version 1 entries, which
+have no ``kwhReceived``, still decode (received 0): entries can be pending across an upgrade.
 
 Compact, since the queue's memory is the entries waiting in it:
 * meter ids are derived (SPEC §3), so the entry carries meter numbers; the meters
   of one feeder are an arithmetic progression, sent as first/step/count (a list
   of numbers is accepted too, e.g. after a comms outage removed some);
-* kWh travels as an integer count of 0.1 Wh (KWH_SCALE) and voltage of 0.1 V
+* kWh (both channels) travels as an integer count of 0.1 Wh (KWH_SCALE) and voltage of 0.1 V
   (VOLTAGE_SCALE): the resolution of the emulator's rounded reads, so decoding
   gives exactly the rounded value.
 
@@ -34,7 +38,7 @@ import orjson
 from gridlens.errors import GridLensError
 from gridlens.settings import HARD_MAX_BATCH_SIZE
 
-ENTRY_VERSION: Final = 1
+ENTRY_VERSION: Final = 2
 ENTRY_FIELD: Final = b"batch"  # the stream entry's one field
 KWH_SCALE: Final = 10_000  # kWh are sent as integers of 0.0001 kWh
 VOLTAGE_SCALE: Final = 10  # volts are sent as integers of 0.1 V
@@ -42,7 +46,7 @@ INTERVALS_MINUTES: Final = frozenset({5, 15, 30, 60})
 MAX_METER_NUMBER: Final = 999_999
 TENANT_PATTERN: Final = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 FEEDER_PATTERN: Final = re.compile(r"^FEEDER_[1-9][0-9]{0,2}$")
-_KEYS: Final = frozenset(
+_V1_KEYS: Final = frozenset(
     {
         "v",
         "publishId",
@@ -55,6 +59,7 @@ _KEYS: Final = frozenset(
         "voltage",
     }
 )
+_KEYS: Final = {1: _V1_KEYS, 2: _V1_KEYS | {"kwhReceived"}}  # the fields of each version
 
 
 class EntryError(GridLensError, ValueError):
@@ -73,8 +78,15 @@ class ReadBatch:
     read_at: datetime  # UTC, on an interval boundary
     interval_minutes: int
     meter_numbers: Sequence[int] | npt.NDArray[np.int64]
-    kwh: Sequence[float] | npt.NDArray[np.float64]
+    kwh: Sequence[float] | npt.NDArray[np.float64]  # delivered
     voltage: Sequence[float] | npt.NDArray[np.float64]
+    kwh_received: Sequence[float] | npt.NDArray[np.float64] = ()  # empty: none received
+
+    def received(self) -> npt.NDArray[np.float64]:
+        """kWh received of each read (zeros when the batch carries none)."""
+        if len(self.kwh_received) == 0:
+            return np.zeros(len(self.meter_numbers))
+        return np.asarray(self.kwh_received, dtype=np.float64)
 
     def meter_ids(self) -> list[str]:
         tenant = self.tenant_id
@@ -95,6 +107,7 @@ def encode(batch: ReadBatch) -> bytes:
             "intervalMinutes": batch.interval_minutes,
             "meters": _meters_json(np.asarray(batch.meter_numbers, dtype=np.int64)),
             "kwh": np.rint(np.asarray(batch.kwh) * KWH_SCALE).astype(np.int64),
+            "kwhReceived": np.rint(batch.received() * KWH_SCALE).astype(np.int64),
             "voltage": np.rint(np.asarray(batch.voltage) * VOLTAGE_SCALE).astype(np.int64),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
@@ -118,10 +131,12 @@ def decode(raw: bytes) -> ReadBatch:
         raise EntryError(f"not JSON: {error}") from None
     if not isinstance(document, dict):
         raise EntryError("not a JSON object")
-    if document.get("v") != ENTRY_VERSION:
-        raise EntryError(f"unsupported entry version {document.get('v')!r}")
-    if set(document) != _KEYS:
-        raise EntryError(f"fields differ from v{ENTRY_VERSION}: {sorted(set(document) ^ _KEYS)}")
+    version = document.get("v")
+    if type(version) is not int or version not in _KEYS:
+        raise EntryError(f"unsupported entry version {version!r}")
+    if set(document) != _KEYS[version]:
+        difference = sorted(set(document) ^ _KEYS[version])
+        raise EntryError(f"fields differ from v{version}: {difference}")
     tenant_id = _text(document, "tenantId", TENANT_PATTERN)
     feeder_id = _text(document, "feederId", FEEDER_PATTERN)
     interval = document["intervalMinutes"]
@@ -136,6 +151,11 @@ def decode(raw: bytes) -> ReadBatch:
     meters = _meter_numbers(document["meters"])
     kwh, voltage = document["kwh"], document["voltage"]
     numbers, kwh_values, voltages = _checked_columns(meters, kwh, voltage)
+    received = (
+        _received(document["kwhReceived"], len(numbers))
+        if version >= 2
+        else np.zeros(len(numbers), dtype=np.int64)  # v1: nothing received
+    )
     return ReadBatch(
         publish_id=publish_id,
         tenant_id=tenant_id,
@@ -145,7 +165,20 @@ def decode(raw: bytes) -> ReadBatch:
         meter_numbers=numbers.astype(np.int64, copy=False),
         kwh=kwh_values / KWH_SCALE,
         voltage=voltages / VOLTAGE_SCALE,
+        kwh_received=received / KWH_SCALE,
     )
+
+
+def _received(column: Any, meters: int) -> np.ndarray[Any, Any]:
+    """The kwhReceived column, checked like kwh."""
+    if not isinstance(column, list):
+        raise EntryError("kwhReceived must be an array")
+    if len(column) != meters:
+        raise EntryError("meters and kwhReceived differ in length")
+    values = _numeric(column, "kwhReceived", kinds="i")
+    if values.min() < 0:
+        raise EntryError("kwhReceived values must not be negative")
+    return values
 
 
 def _text(document: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str:

@@ -26,7 +26,15 @@ HARD_MAX_QUEUE_DEPTH: Final = 500
 
 SHUTDOWN_MARGIN_S: Final = 5.0  # past the grace period, before a child is killed
 
+# Shares of the emulated fleet's meters with rooftop PV and with an EV charger, when a
+# publish names none (docs/emulator.md): EIA RECS 2020, 3.7% of US single-family homes
+# generated electricity with solar panels; IEA, 1.8 million plug-in EVs registered in the US
+# in 2020 for RECS's 123.5 million homes (1.5%), and both have grown since.
+DEFAULT_PV_SHARE: Final = 0.04
+DEFAULT_EV_SHARE: Final = 0.02
+
 _NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_TENANT_SHARE_PATTERN: Final = re.compile(r"^([A-Za-z0-9_]{1,64})=([0-9.]+)/([0-9.]+)$")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off", ""})
 
@@ -47,6 +55,20 @@ class Caps:
 
 
 @dataclass(frozen=True, kw_only=True)
+class MixDefaults:
+    """The PV and EV shares of a publish that names none: the tenant's, where configured,
+    else the deployment's."""
+
+    pv_share: float = DEFAULT_PV_SHARE
+    ev_share: float = DEFAULT_EV_SHARE
+    by_tenant: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # (pv, ev)
+
+    def for_tenant(self, tenant_id: str) -> tuple[float, float]:
+        """(PV share, EV share) of the tenant's publishes that name none."""
+        return self.by_tenant.get(tenant_id, (self.pv_share, self.ev_share))
+
+
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     database_url: str | None = None  # None: the embedded PostgreSQL
     redis_url: str | None = None  # None: the embedded Redis
@@ -58,6 +80,7 @@ class Settings:
     auth_reads: bool = False
     redis_namespace: str = "gridlens"  # the hash tag of every Redis key
     caps: Caps = field(default_factory=Caps)
+    mix: MixDefaults = field(default_factory=MixDefaults)
     api_pool_size: int = 8  # PostgreSQL connections of one API process
     consumer_concurrency: int = 8  # in-flight jobs per consumer process
     claim_idle_ms: int = 30_000  # pending this long on a dead consumer: claimed
@@ -90,6 +113,11 @@ class Settings:
             auth_reads=env.flag("GRIDLENS_AUTH_READS"),
             redis_namespace=env.namespace("GRIDLENS_REDIS_NAMESPACE", "gridlens"),
             caps=caps,
+            mix=MixDefaults(
+                pv_share=env.share("GRIDLENS_PV_SHARE", DEFAULT_PV_SHARE),
+                ev_share=env.share("GRIDLENS_EV_SHARE", DEFAULT_EV_SHARE),
+                by_tenant=env.tenant_shares("GRIDLENS_TENANT_SHARES"),
+            ),
             api_pool_size=env.integer("GRIDLENS_API_POOL_SIZE", 8, low=1, high=64),
             consumer_concurrency=env.integer("GRIDLENS_CONSUMER_CONCURRENCY", 8, low=5, high=10),
             claim_idle_ms=env.integer("GRIDLENS_CLAIM_IDLE_MS", 30_000, low=1_000, high=3_600_000),
@@ -139,6 +167,14 @@ def _resolved(name: str, value: str | None) -> str:
     return value
 
 
+def _shares(pv: str, ev: str) -> tuple[float, float] | None:
+    try:
+        pair = (float(pv), float(ev))
+    except ValueError:
+        return None
+    return pair if all(0.0 <= share <= 1.0 for share in pair) else None
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced by ***, fit for logs and error lines."""
     parts = urlsplit(url)
@@ -186,6 +222,33 @@ class _Env:
         if not 0 < value <= 3_600:
             raise SettingsError(f"{name}={raw} is outside (0, 3600] seconds")
         return value
+
+    def share(self, name: str, default: float) -> float:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise SettingsError(f"{name}={raw} is outside [0, 1]")
+        return value
+
+    def tenant_shares(self, name: str) -> dict[str, tuple[float, float]]:
+        """``TENANT=pv/ev`` pairs, comma-separated: ``DEMO_TENANT=0.3/0.1,RURAL=0.1/0``."""
+        shares: dict[str, tuple[float, float]] = {}
+        for item in (self.raw(name) or "").split(","):
+            if not item.strip():
+                continue
+            match = _TENANT_SHARE_PATTERN.match(item.strip())
+            pair = _shares(match[2], match[3]) if match else None
+            if match is None or pair is None:
+                raise SettingsError(
+                    f"{name}: {item.strip()!r} is not TENANT=pv/ev with shares in [0, 1]"
+                )
+            shares[match[1]] = pair
+        return shares
 
     def cap(self, name: str, hard_limit: int) -> int:
         raw = self.raw(name)

@@ -21,7 +21,7 @@ Consumption Patterns", IEEE Trans. Smart Grid 7(1), 2016 (x_t is the honest read
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -115,6 +115,11 @@ def members(seed: int, event: Event, meters: np.ndarray) -> np.ndarray:
     return uniform(seed, Stream.EVENT_MEMBER, meters, event.event_id) < event.fraction
 
 
+HonestAt = Callable[[np.ndarray, np.ndarray], FloatArray]
+"""The honest reads of some meters at other read times of the day: (meters, epoch minutes),
+broadcast together, to kWh."""
+
+
 def apply_theft(
     seed: int,
     event: Event,
@@ -122,8 +127,18 @@ def apply_theft(
     minutes: int,
     interval_minutes: int,
     honest: FloatArray,
+    honest_at: HonestAt | None = None,
 ) -> FloatArray:
-    """The falsified kWh of the member ``meters`` for the interval ending at ``minutes``."""
+    """The falsified kWh of the member ``meters`` for the interval ending at ``minutes``.
+
+    ``honest_at`` gives their honest reads at other times (h4–h6 need the day's); by
+    default the household load, which is what a meter without PV or EV reads.
+    """
+    if honest_at is None:
+
+        def honest_at(members: np.ndarray, times: np.ndarray) -> FloatArray:
+            return honest_kwh(seed, members, times, interval_minutes)
+
     pattern = event.params.get("pattern", "h1")
     low, high = FACTOR_RANGE
     key = event.event_id
@@ -146,17 +161,15 @@ def apply_theft(
         return result
     if pattern in ("h4", "h5"):
         day = _day_read_minutes(minutes, interval_minutes)
-        daily_mean = honest_kwh(seed, meters[:, None], day[None, :], interval_minutes).mean(axis=1)
+        daily_mean = honest_at(meters[:, None], day[None, :]).mean(axis=1)
         result = gamma * daily_mean if pattern == "h4" else daily_mean
         return result
     mirrored = np.array([mirrored_read_minutes(minutes, interval_minutes)])
-    result = honest_kwh(seed, meters, mirrored, interval_minutes)
+    result = honest_at(meters, mirrored)
     return result
 
 
-def vacant_kwh(
-    seed: int, meters: np.ndarray, minutes: int, interval_minutes: int
-) -> FloatArray:
+def vacant_kwh(seed: int, meters: np.ndarray, minutes: int, interval_minutes: int) -> FloatArray:
     """What an empty home's meter reads: its always-on load, steady around the clock."""
     low, high = VACANT_KW
     kw = low + (high - low) * uniform(seed, Stream.VACANT_LOAD, meters)

@@ -107,6 +107,7 @@ class Publisher:
                     read_at=request.read_at,
                     interval_minutes=request.interval_minutes,
                     events=events,
+                    mix=request.mix,
                 )
                 skipped += len(meters) - len(batch)
                 if len(batch) == 0:

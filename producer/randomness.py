@@ -41,6 +41,16 @@ class Stream(IntEnum):
     THEFT_GAMMA = 11
     THEFT_WINDOW = 12
     BOX_MULLER = 13
+    # Rooftop PV and EV charging (producer/diversity.py); 30 and above are kept for other work.
+    PV_MEMBER = 20
+    PV_SIZE = 21
+    PV_ORIENTATION = 22
+    SKY_DAY = 23
+    SKY_INTERVAL = 24
+    PV_NOISE = 25
+    EV_MEMBER = 26
+    EV_HABIT = 27
+    EV_SESSION = 28
     VACANT_LOAD = 30
 
 
@@ -90,6 +100,16 @@ def hashes(seed: int, stream: int, *keys: Any) -> UInt64Array:
 def uniform(seed: int, stream: int, *keys: Any) -> FloatArray:
     """Uniform draws in [0, 1), one per element of the broadcast keys."""
     return (hashes(seed, stream, *keys) >> _S11).astype(np.float64) * _TO_UNIT
+
+
+def fields(draws: UInt64Array, count: int) -> list[FloatArray]:
+    """``count`` (at most 3) independent uniforms in [0, 1) from the 21-bit fields of
+    each hash, when one draw must decide several things about the same key."""
+    mask = np.uint64((1 << 21) - 1)
+    return [
+        ((draws >> np.uint64(21 * part)) & mask).astype(np.float64) * 2.0**-21
+        for part in range(count)
+    ]
 
 
 def normal(seed: int, stream: int, *keys: Any) -> FloatArray:

@@ -14,8 +14,9 @@ from typing import Any, Final
 
 from gridlens.entry import INTERVALS_MINUTES, TENANT_PATTERN
 from gridlens.errors import GridLensError
-from gridlens.settings import Caps
+from gridlens.settings import Caps, MixDefaults
 from gridlens.timestamps import OutOfRange, parse_utc
+from producer.diversity import NO_PV_OR_EV, FleetMix
 from producer.fleet import align_read_at
 
 MIN_FEEDERS: Final = 10
@@ -27,7 +28,8 @@ DEFAULTS: Final = {
     "feederCount": 25,
     "dryRun": False,
 }
-FIELDS: Final = frozenset({"tenantId", "readAt", *DEFAULTS})
+SHARE_FIELDS: Final = ("pvShare", "evShare")  # default: the tenant's, else the deployment's
+FIELDS: Final = frozenset({"tenantId", "readAt", *DEFAULTS, *SHARE_FIELDS})
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -49,11 +51,17 @@ class PublishRequest:
     dry_run: bool
     read_at: datetime  # aligned to the interval, UTC
     warnings: tuple[str, ...] = field(default=())
+    mix: FleetMix = NO_PV_OR_EV  # shares of meters with rooftop PV and EV
 
 
 def parse_publish_request(
-    body: Mapping[str, Any], caps: Caps, now: datetime | None = None
+    body: Mapping[str, Any],
+    caps: Caps,
+    now: datetime | None = None,
+    mix_defaults: MixDefaults | None = None,
 ) -> PublishRequest:
+    """The request of ``body``; PV and EV shares it does not name come from ``mix_defaults``
+    (the tenant's, else the deployment's; none without them)."""
     unknown = set(body) - FIELDS
     if unknown:
         raise RequestError(
@@ -89,7 +97,20 @@ def parse_publish_request(
         dry_run=dry_run,
         read_at=read_at,
         warnings=tuple(warnings),
+        mix=_mix(body, tenant_id, mix_defaults),
     )
+
+
+def _mix(body: Mapping[str, Any], tenant_id: str, defaults: MixDefaults | None) -> FleetMix:
+    pv, ev = defaults.for_tenant(tenant_id) if defaults else (0.0, 0.0)
+    return FleetMix(pv_share=_share(body, "pvShare", pv), ev_share=_share(body, "evShare", ev))
+
+
+def _share(body: Mapping[str, Any], name: str, default: float) -> float:
+    value = body.get(name, default)
+    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+        raise RequestError(f"{name} must be a number in [0, 1], not {value!r}")
+    return float(value)
 
 
 def _positive_int(body: Mapping[str, Any], name: str) -> int:

@@ -9,13 +9,14 @@
 -- registers their meter set (0006).
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
-        (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage)
+        (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage, kwh_received)
     SELECT %(tenant_id)s, batch.meter_id, %(feeder_id)s, %(read_at)s, %(interval_minutes)s,
-           batch.kwh, batch.voltage
-    FROM unnest(%(meter_ids)s::text[], %(kwh)s::float8[], %(voltage)s::float8[])
-         AS batch (meter_id, kwh, voltage)
+           batch.kwh, batch.voltage, batch.kwh_received
+    FROM unnest(%(meter_ids)s::text[], %(kwh)s::float8[], %(voltage)s::float8[],
+                %(kwh_received)s::float8[])
+         AS batch (meter_id, kwh, voltage, kwh_received)
     ON CONFLICT (tenant_id, meter_id, read_at) DO NOTHING
-    RETURNING meter_id
+    RETURNING meter_id, kwh, kwh_received
 ), new_set AS (
     INSERT INTO public.tenant_meter_sets (tenant_id, meter_set)
     VALUES (%(tenant_id)s, %(meter_set)s::uuid)
@@ -27,10 +28,15 @@ WITH new_reads AS (
     WHERE EXISTS (SELECT FROM new_set)
     ON CONFLICT (tenant_id, meter_id) DO NOTHING
 ), counted AS (
-    INSERT INTO public.meter_reads_rollup AS rollup (tenant_id, read_at, feeder_id, meter_set, reads)
-    SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, %(meter_set)s::uuid, COUNT(*) FROM new_reads
+    INSERT INTO public.meter_reads_rollup AS rollup
+        (tenant_id, read_at, feeder_id, meter_set, reads, kwh, kwh_received)
+    SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, %(meter_set)s::uuid, COUNT(*), SUM(kwh),
+           SUM(kwh_received)
+    FROM new_reads
     HAVING COUNT(*) > 0
-    ON CONFLICT (tenant_id, read_at, feeder_id, meter_set) DO UPDATE SET reads = rollup.reads + EXCLUDED.reads
+    ON CONFLICT (tenant_id, read_at, feeder_id, meter_set) DO UPDATE SET
+        reads = rollup.reads + EXCLUDED.reads, kwh = rollup.kwh + EXCLUDED.kwh,
+        kwh_received = rollup.kwh_received + EXCLUDED.kwh_received
 )
 SELECT COUNT(*) FROM new_reads
 
@@ -78,16 +84,20 @@ ORDER BY event_id
 DELETE FROM public.ami_events WHERE event_id = %(event_id)s RETURNING event_id
 
 -- name: tenant_status
--- COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at) of the tenant's reads, from the
--- rollups the consumer keeps (sql/migrations/0003_status_rollups.sql).
+-- COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at), SUM(kwh), SUM(kwh_received) of the
+-- tenant's reads, from the rollups the consumer keeps (sql/migrations/0003, 0011). Energy is
+-- rounded to the reads' resolution (0.1 Wh), so sums taken in another order agree exactly.
 SELECT (SELECT COUNT(*) FROM public.tenant_meters WHERE tenant_id = %(tenant_id)s),
-       (SELECT COALESCE(SUM(reads), 0)::bigint FROM public.meter_reads_rollup
-        WHERE tenant_id = %(tenant_id)s),
-       (SELECT MAX(read_at) FROM public.meter_reads_rollup WHERE tenant_id = %(tenant_id)s)
+       rolled.reads, rolled.latest, rolled.kwh, rolled.kwh_received
+FROM (SELECT COALESCE(SUM(reads), 0)::bigint AS reads, MAX(read_at) AS latest,
+             round(COALESCE(SUM(kwh), 0)::numeric, 4) AS kwh,
+             round(COALESCE(SUM(kwh_received), 0)::numeric, 4) AS kwh_received
+      FROM public.meter_reads_rollup WHERE tenant_id = %(tenant_id)s) AS rolled
 
 -- name: tenant_status_scan
 -- The same figures from the table itself: the definition the rollups must match.
-SELECT COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at)
+SELECT COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at),
+       round(COALESCE(SUM(kwh), 0)::numeric, 4), round(COALESCE(SUM(kwh_received), 0)::numeric, 4)
 FROM public.meter_reads_electric
 WHERE tenant_id = %(tenant_id)s
 
@@ -100,8 +110,9 @@ TRUNCATE public.tenant_meters, public.tenant_meter_sets, public.meter_reads_roll
 INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
 SELECT tenant_id, meter_id, MIN(read_at) FROM public.meter_reads_electric
 GROUP BY tenant_id, meter_id;
-INSERT INTO public.meter_reads_rollup (tenant_id, read_at, feeder_id, reads)
-SELECT tenant_id, read_at, feeder_id, COUNT(*) FROM public.meter_reads_electric
+INSERT INTO public.meter_reads_rollup (tenant_id, read_at, feeder_id, reads, kwh, kwh_received)
+SELECT tenant_id, read_at, feeder_id, COUNT(*), SUM(kwh), SUM(kwh_received)
+FROM public.meter_reads_electric
 GROUP BY tenant_id, read_at, feeder_id
 
 -- name: quickcheck_intervals
@@ -112,7 +123,9 @@ ORDER BY read_at DESC
 LIMIT %(intervals)s
 
 -- name: quickcheck_feeder_load
-SELECT feeder_id, meters_reporting, kwh, voltage_mean, voltage_min
+-- kwh is the energy delivered, kwh_received the energy received; net = delivered − received.
+SELECT feeder_id, meters_reporting, kwh, kwh_received, kwh - kwh_received AS kwh_net,
+       voltage_mean, voltage_min
 FROM public.kpi_feeder_load
 WHERE tenant_id = %(tenant_id)s AND read_at = %(read_at)s
 ORDER BY kwh DESC

@@ -13,9 +13,12 @@ import pytest
 
 from app.report import fleet_stats
 from gridlens.entry import ReadBatch, encode
+from gridlens.settings import DEFAULT_EV_SHARE, DEFAULT_PV_SHARE
 from producer.batch import generate_batch
+from producer.diversity import FleetMix
 from producer.events import Event, EventType, members
 from producer.fleet import feeder_meters
+from producer.model import MEAN_DAILY_KWH
 from producer.randomness import text_seed
 
 TENANT = "DEMO_TENANT"
@@ -251,6 +254,17 @@ def week() -> Any:
 
 def test_fleet_mean_daily_energy_is_near_the_us_average(week: Any) -> None:
     assert 25.0 <= week.daily_kwh_mean <= 33.0
+
+
+def test_meters_without_pv_keep_the_us_average_with_the_default_mix() -> None:
+    """EIA 2020: 29.4 kWh a day; the default shares of PV and EV meters leave the meters
+    without PV within 5% of it (EV charging adds its 6.5 kWh a day to 2% of them)."""
+    mix = FleetMix(pv_share=DEFAULT_PV_SHARE, ev_share=DEFAULT_EV_SHARE)
+    stats = fleet_stats(TENANT, 10_000, FEEDERS, 7, start=date(2026, 3, 2), mix=mix)
+    assert abs(stats.non_pv_daily_kwh_mean / MEAN_DAILY_KWH - 1) < 0.05
+    assert 0.03 < stats.pv_meters / 10_000 < 0.05 and 0.01 < stats.ev_meters / 10_000 < 0.03
+    assert stats.pv_daily_kwh_received_mean > 5.0  # March: PV homes export at midday
+    assert stats.daily_kwh_mean < stats.non_pv_daily_kwh_mean  # net metering lowers delivered
 
 
 def test_evening_peak_is_at_least_twice_the_night_trough(week: Any) -> None:

@@ -23,6 +23,7 @@ def batch(**changes: Any) -> ReadBatch:
         "meter_numbers": [3, 28, 53],
         "kwh": [0.25, 0.0, 1.5],
         "voltage": [120.1, 119.8, 121.0],
+        "kwh_received": [0.0, 0.75, 0.0],
     }
     fields.update(changes)
     return ReadBatch(**fields)
@@ -38,6 +39,7 @@ def columns(read_batch: ReadBatch) -> tuple[Any, ...]:
         list(read_batch.meter_numbers),
         list(read_batch.kwh),
         list(read_batch.voltage),
+        list(read_batch.received()),
     )
 
 
@@ -56,7 +58,9 @@ def test_the_same_batch_encodes_to_the_same_bytes() -> None:
 
 
 def test_a_one_meter_progression_may_carry_any_step() -> None:
-    raw = document(meters={"first": 7, "step": 2**63, "count": 1}, kwh=[1], voltage=[1200])
+    raw = document(
+        meters={"first": 7, "step": 2**63, "count": 1}, kwh=[1], voltage=[1200], kwhReceived=[0]
+    )
     assert list(decode(raw).meter_numbers) == [7]
 
 
@@ -64,6 +68,7 @@ def test_a_feeders_meters_travel_as_a_progression_and_values_as_integers() -> No
     body = orjson.loads(encode(batch()))
     assert body["meters"] == {"first": 3, "step": 25, "count": 3}
     assert body["kwh"] == [2500, 0, 15000] and body["voltage"] == [1201, 1198, 1210]
+    assert body["kwhReceived"] == [0, 7500, 0] and body["v"] == 2
     irregular = batch(meter_numbers=[3, 28, 78])
     assert orjson.loads(encode(irregular))["meters"] == [3, 28, 78]
     assert list(decode(encode(irregular)).meter_numbers) == [3, 28, 78]
@@ -80,7 +85,14 @@ def document(**changes: Any) -> bytes:
     [
         (b"{not json", "not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        (document(v=2), "unsupported entry version 2"),
+        (document(v=3), "unsupported entry version 3"),
+        (document(v="2"), "unsupported entry version '2'"),
+        (document(kwhReceived=...), "fields differ from v2"),
+        (document(kwhReceived=None), "kwhReceived must be an array"),
+        (document(kwhReceived=[0, 1]), "meters and kwhReceived differ in length"),
+        (document(kwhReceived=[0, 0.5, 1]), "kwhReceived must be an array of integers"),
+        (document(kwhReceived=[0, -1, 1]), "kwhReceived values must not be negative"),
+        (document(v=1), "fields differ from v1"),  # a v1 entry has no kwhReceived
         (document(extra=1), "fields differ"),
         (document(kwh=...), "fields differ"),
         (document(tenantId="bad tenant"), "tenantId"),
@@ -114,3 +126,20 @@ def document(**changes: Any) -> bytes:
 def test_a_malformed_entry_is_an_entry_error(raw: bytes, message: str) -> None:
     with pytest.raises(EntryError, match=message):
         decode(raw)
+
+
+def test_a_batch_that_names_no_received_kwh_carries_zeros() -> None:
+    plain = batch(kwh_received=())
+    assert list(plain.received()) == [0.0, 0.0, 0.0]
+    assert orjson.loads(encode(plain))["kwhReceived"] == [0, 0, 0]
+
+
+def test_a_version_1_entry_still_decodes_with_nothing_received() -> None:
+    """Entries written before the upgrade may still be pending: they mean delivered kWh."""
+    body = orjson.loads(encode(batch()))
+    del body["kwhReceived"]
+    body["v"] = 1
+    decoded = decode(orjson.dumps(body))
+    assert list(decoded.kwh) == [0.25, 0.0, 1.5]
+    assert list(decoded.received()) == [0.0, 0.0, 0.0]
+    assert columns(decoded)[:-1] == columns(batch())[:-1]

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from gridlens.settings import Caps
+from gridlens.settings import Caps, MixDefaults
+from producer.diversity import FleetMix
 from producer.request import RequestError, parse_publish_request
 
 NOW = datetime(2026, 11, 26, 12, 7, 30, tzinfo=UTC)
@@ -97,3 +98,31 @@ def test_malformed_input_names_what_is_wrong(body: dict[str, Any], message: str)
     with pytest.raises(RequestError) as raised:
         parse_publish_request(full, Caps(), NOW)
     assert str(raised.value).startswith(message)
+
+
+def test_pv_and_ev_shares_come_from_the_body_else_the_tenant_else_the_deployment() -> None:
+    defaults = MixDefaults(pv_share=0.04, ev_share=0.02, by_tenant={"SUNNY": (0.3, 0.1)})
+    assert parse().mix == FleetMix()  # no defaults given: no PV, no EV
+    body = {"tenantId": "DEMO_TENANT"}
+    assert parse_publish_request(body, Caps(), NOW, defaults).mix == FleetMix(0.04, 0.02)
+    sunny = {"tenantId": "SUNNY"}
+    assert parse_publish_request(sunny, Caps(), NOW, defaults).mix == FleetMix(0.3, 0.1)
+    named = {**sunny, "pvShare": 0.5, "evShare": 0}
+    assert parse_publish_request(named, Caps(), NOW, defaults).mix == FleetMix(0.5, 0.0)
+    assert parse(pvShare=1).mix == FleetMix(1.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"pvShare": 1.5}, "pvShare must be a number in [0, 1], not 1.5"),
+        ({"pvShare": -0.1}, "pvShare must be a number in [0, 1], not -0.1"),
+        ({"evShare": "0.1"}, "evShare must be a number in [0, 1], not '0.1'"),
+        ({"evShare": True}, "evShare must be a number in [0, 1], not True"),
+        ({"pvShare": None}, "pvShare must be a number in [0, 1], not None"),
+    ],
+)
+def test_a_share_outside_0_to_1_is_malformed(body: dict[str, Any], message: str) -> None:
+    with pytest.raises(RequestError) as raised:
+        parse(**body)
+    assert str(raised.value) == message

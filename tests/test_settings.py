@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gridlens.settings import HARD_MAX_READS_PER_SECOND, Settings, SettingsError, redact_url
+from gridlens.settings import (
+    DEFAULT_EV_SHARE,
+    DEFAULT_PV_SHARE,
+    HARD_MAX_READS_PER_SECOND,
+    Settings,
+    SettingsError,
+    redact_url,
+)
 
 
 def test_defaults_follow_the_spec() -> None:
@@ -90,3 +97,38 @@ def test_cli_reports_a_bad_setting_in_one_line(
     assert main(["migrate"]) == 2
     err = capsys.readouterr().err
     assert err == "gridlens: invalid setting: GRIDLENS_PORT='nope' is not an integer\n"
+
+
+def test_pv_and_ev_shares_default_to_the_documented_figures() -> None:
+    mix = Settings.from_env({}).mix
+    assert (mix.pv_share, mix.ev_share) == (DEFAULT_PV_SHARE, DEFAULT_EV_SHARE) == (0.04, 0.02)
+    assert mix.for_tenant("ANY") == (0.04, 0.02)
+
+
+def test_pv_and_ev_shares_are_set_per_deployment_and_per_tenant() -> None:
+    mix = Settings.from_env(
+        {
+            "GRIDLENS_PV_SHARE": "0.1",
+            "GRIDLENS_EV_SHARE": "0",
+            "GRIDLENS_TENANT_SHARES": "SUNNY=0.35/0.1, RURAL_CO=0.02/0.01",
+        }
+    ).mix
+    assert mix.for_tenant("OTHER") == (0.1, 0.0)
+    assert mix.for_tenant("SUNNY") == (0.35, 0.1)
+    assert mix.for_tenant("RURAL_CO") == (0.02, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("GRIDLENS_PV_SHARE", "lots", "GRIDLENS_PV_SHARE='lots' is not a number"),
+        ("GRIDLENS_EV_SHARE", "1.5", "GRIDLENS_EV_SHARE=1.5 is outside [0, 1]"),
+        ("GRIDLENS_TENANT_SHARES", "SUNNY=0.3", "GRIDLENS_TENANT_SHARES: 'SUNNY=0.3' is not"),
+        ("GRIDLENS_TENANT_SHARES", "SUNNY=2/0", "GRIDLENS_TENANT_SHARES: 'SUNNY=2/0' is not"),
+        ("GRIDLENS_TENANT_SHARES", "BAD-T=0.1/0", "GRIDLENS_TENANT_SHARES: 'BAD-T=0.1/0'"),
+    ],
+)
+def test_a_bad_share_names_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({name: value})
+    assert str(raised.value).startswith(message)
