@@ -191,10 +191,11 @@ ORDER BY current.day, current.tenant_id
 -- name: refresh_meter_days
 -- The features and verdict of one tenant's day (reads ending in (day, day + 1 day]), from
 -- its rows and the baseline its meters carried out of their latest earlier day
--- (sql/migrations/0010).
+-- (sql/migrations/0010, 0012).
 WITH reads AS (
-    SELECT feeder_id, meter_id, kwh, interval_minutes,
+    SELECT feeder_id, meter_id, kwh, kwh_received, interval_minutes,
            AVG(kwh) OVER (PARTITION BY feeder_id, read_at) AS feeder_kwh,
+           MAX(kwh_received) OVER (PARTITION BY feeder_id, read_at) AS feeder_received,
            EXTRACT(hour FROM (read_at - interval_minutes * interval '30 seconds')
                              AT TIME ZONE 'UTC')::integer AS hour
     FROM public.meter_reads_electric
@@ -202,38 +203,52 @@ WITH reads AS (
       AND read_at > %(day)s AND read_at <= %(day)s + interval '1 day'
 ), features AS (
     SELECT MODE() WITHIN GROUP (ORDER BY feeder_id) AS feeder_id, meter_id, COUNT(*) AS reads,
-           MIN(interval_minutes) AS interval_minutes,
-           AVG(kwh) AS kwh_per_read, COUNT(*) FILTER (WHERE kwh = 0) AS zero_reads,
+           MIN(interval_minutes) AS interval_minutes, AVG(kwh) AS kwh_per_read,
+           COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0) AS zero_reads,
            STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr,
-           SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share
+           SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share,
+           BOOL_OR(kwh_received > 0) AS exported
     FROM reads
     GROUP BY meter_id  -- one row per meter-day, on the feeder it reported from most
-), hourly AS (
-    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(feeder_kwh) AS peer
-    FROM reads
-    GROUP BY meter_id, hour
-), hours AS (
-    SELECT features.meter_id, array_agg(hourly.kwh ORDER BY slot.hour) AS hour_kwh,
-           array_agg(hourly.peer ORDER BY slot.hour) AS hour_peer
-    FROM features CROSS JOIN generate_series(0, 23) AS slot(hour)
-    LEFT JOIN hourly ON hourly.meter_id = features.meter_id AND hourly.hour = slot.hour
-    GROUP BY features.meter_id
 ), latest AS (
     SELECT DISTINCT ON (earlier.meter_id) earlier.*
     FROM public.kpi_meter_days AS earlier
     WHERE earlier.tenant_id = %(tenant_id)s
       AND earlier.day >= %(day)s - interval '8 days' AND earlier.day < %(day)s
     ORDER BY earlier.meter_id, earlier.day DESC
+), hourly AS (
+    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(feeder_kwh) AS peer,
+           BOOL_OR(feeder_received > 0) AS sunlit
+    FROM reads
+    GROUP BY meter_id, hour
+), hours AS (
+    -- A meter with rooftop PV is compared over the hours without sun on its feeder only:
+    -- in daylight what it draws depends on the weather, not on what it uses.
+    SELECT features.meter_id,
+           array_agg(CASE WHEN NOT (features.exported OR COALESCE(latest.generator, false))
+                               OR NOT hourly.sunlit THEN hourly.kwh END ORDER BY slot.hour)
+               AS hour_kwh,
+           array_agg(hourly.peer ORDER BY slot.hour) AS hour_peer,
+           features.exported OR COALESCE(latest.generator, false) AS generator
+    FROM features
+    LEFT JOIN latest USING (meter_id)
+    CROSS JOIN generate_series(0, 23) AS slot(hour)
+    LEFT JOIN hourly ON hourly.meter_id = features.meter_id AND hourly.hour = slot.hour
+    GROUP BY features.meter_id, features.exported, latest.generator
 ), carried AS (
     SELECT latest.meter_id,
            public.kpi_next_baseline(latest.baseline, latest.baseline_days, clean.is_clean,
                                     latest.hour_kwh, latest.hour_peer) AS baseline,
            latest.baseline_days + clean.is_clean::integer AS baseline_days
     FROM latest
+    -- Clean: enough reads, no reason to suspect it, and not near one either (a theft just
+    -- short of a threshold must not teach the baseline its new level or shape).
     CROSS JOIN LATERAL (SELECT latest.completeness >= 0.5 AND NOT latest.near_zero
-                               AND cardinality(latest.reasons) = 0 AS is_clean) AS clean
+                               AND cardinality(latest.reasons) = 0
+                               AND COALESCE(latest.peer_ratio, 1) >= 0.9
+                               AND COALESCE(latest.own_corr, 1) >= 0.7 AS is_clean) AS clean
 ), compared AS (
-    SELECT features.*, hours.hour_kwh, hours.hour_peer, carried.baseline,
+    SELECT features.*, hours.hour_kwh, hours.hour_peer, hours.generator, carried.baseline,
            COALESCE(carried.baseline_days, 0) AS baseline_days, versus.own_ratio,
            versus.own_corr, versus.own_error, features.reads * features.interval_minutes >= 0.8 * 1440 AS judged
     FROM features
@@ -258,7 +273,9 @@ WITH reads AS (
                                     GREATEST(compared.own_error, feeder_medians.own_error),
                                     compared.zero_reads::integer,
                                     compared.interval_minutes, compared.variation,
-                                    compared.own_corr, compared.peer_corr) AS reasons
+                                    compared.own_corr,
+                                    public.kpi_rank_corr(compared.hour_kwh, compared.hour_peer))
+               AS reasons
     FROM compared
     LEFT JOIN feeder_medians USING (feeder_id)
     CROSS JOIN LATERAL (SELECT compared.own_ratio / NULLIF(feeder_medians.own_ratio, 0)
@@ -267,10 +284,12 @@ WITH reads AS (
     INSERT INTO public.kpi_meter_day_features AS f
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
          zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
-         baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons)
+         baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
+         generator)
     SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
            zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
-           baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons
+           baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
+           generator
     FROM verdicts
     ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
         feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
@@ -282,7 +301,7 @@ WITH reads AS (
         own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,
         own_error = EXCLUDED.own_error,
         peer_ratio = EXCLUDED.peer_ratio, near_zero = EXCLUDED.near_zero,
-        reasons = EXCLUDED.reasons
+        reasons = EXCLUDED.reasons, generator = EXCLUDED.generator
 )
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
 VALUES (%(tenant_id)s, %(day)s, %(reads)s)

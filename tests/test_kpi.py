@@ -228,7 +228,8 @@ async def test_a_lasting_theft_is_measured_from_before_it_began(
         )
         baseline_days = dict(await cursor.fetchall())
     assert {baseline_days[meter] for meter in thieves} == {3}  # its 3 honest days
-    assert min(days for meter, days in baseline_days.items() if meter not in thieves) == 11
+    honest = sorted(days for meter, days in baseline_days.items() if meter not in thieves)
+    assert honest[0] >= 8 and honest[len(honest) // 2] == 11  # they learn from most days
 
 
 async def test_a_failed_refresh_pass_is_logged_and_the_next_one_runs(

@@ -19,10 +19,16 @@
 -- A consumption drop is a peer_ratio under 0.85 that is also 3 standard errors below 1,
 -- taking the larger of the meter's own and its feeder's median (one day's 24 hours
 -- estimate a meter's error loosely).
--- The baseline moves (a running mean over up to 7 days) only with days that were judged
--- and found clean: a day of suspected theft, of near-zero use, or of too few reads
--- leaves it where it was. So a drop is measured from before the change for as long as it
+-- The baseline moves (a running mean over up to 7 days) only with days that were found
+-- clean: a day of suspected theft, of near-zero use, near a drop or a mismatch (a
+-- peer_ratio under 0.9, an own_corr under 0.7), or with under half its reads leaves it
+-- where it was. So a drop is measured from before the change for as long as it
 -- lasts. A meter silent for more than 8 days starts a new baseline.
+--
+-- A meter that has exported (rooftop PV, net metered: sql/migrations/0011) is a generator
+-- from then on, and is compared over the hours without sun on its feeder only (no meter of
+-- the feeder exported in them): in daylight what it draws follows the weather. Its zero
+-- reads count only when it exported nothing either.
 --
 -- Near-zero use (under 0.1 kW on average, with no daily rhythm: a vacant home, or a
 -- meter bypassed whole) is its own KPI, kpi_near_zero_on, and never a theft suspect.
@@ -36,7 +42,8 @@ ALTER TABLE public.kpi_meter_day_features
     ADD COLUMN IF NOT EXISTS own_error     double precision,
     ADD COLUMN IF NOT EXISTS peer_ratio    double precision,
     ADD COLUMN IF NOT EXISTS near_zero     boolean NOT NULL DEFAULT false,
-    ADD COLUMN IF NOT EXISTS reasons       text[] NOT NULL DEFAULT '{}';
+    ADD COLUMN IF NOT EXISTS reasons       text[] NOT NULL DEFAULT '{}',
+    ADD COLUMN IF NOT EXISTS generator     boolean NOT NULL DEFAULT false;
 
 -- The rules, written once: what a judged meter-day's features say about theft.
 CREATE OR REPLACE FUNCTION public.kpi_theft_reasons(
@@ -50,14 +57,17 @@ SELECT array_remove(ARRAY[
     CASE WHEN zero_reads * interval_minutes >= 30 THEN 'zero-reads' END,  -- half an hour
     CASE WHEN variation < 0.15 THEN 'flat-profile' END,
     CASE WHEN own_corr < 0.5 OR (own_corr IS NULL AND peer_corr < 0.3)
-         THEN 'profile-mismatch' END
+         THEN 'profile-mismatch' END  -- peer_corr: kpi_rank_corr with the peers, by hour
 ], NULL)
 $$;
 
 -- A day's hourly kWh against the baseline's expectation (share × the peers' kWh), over
--- the hours with reads and a baseline. own_error is the ratio estimate's standard error
--- (its residuals, sqrt(Σ(kwh − ratio·expected)²) / Σ expected), widened for a baseline
--- learnt from few days, which carries the same noise.
+-- the hours with reads and a baseline. Robust to a few odd hours, which are an honest
+-- household's (an EV charging for two hours on some evenings, not on others; PV at dawn):
+--   own_ratio  the median of the hours' ratios of kWh to expectation;
+--   own_corr   the rank correlation of the hours' kWh with their expectation;
+--   own_error  the median's standard error (1.25 σ / √n), widened for a baseline learnt
+--              from few days, which carries the same noise.
 CREATE OR REPLACE FUNCTION public.kpi_compare_hours(
     hour_kwh double precision[], hour_peer double precision[], baseline double precision[],
     baseline_days integer
@@ -65,16 +75,31 @@ CREATE OR REPLACE FUNCTION public.kpi_compare_hours(
     own_ratio double precision, own_corr double precision, own_error double precision
 )
 LANGUAGE sql IMMUTABLE AS $$
-SELECT sums.ratio, sums.corr,
-       SQRT(GREATEST(sums.kk - 2 * sums.ratio * sums.ke + sums.ratio ^ 2 * sums.ee, 0))
-           / NULLIF(sums.e, 0) * SQRT(1 + 1.0 / GREATEST(LEAST(baseline_days, 7), 1))
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ratio), CORR(used_rank, expected_rank),
+       1.2533 * STDDEV_SAMP(ratio) / SQRT(COUNT(*))
+           * SQRT(1 + 1.0 / GREATEST(LEAST(baseline_days, 7), 1))
 FROM (
-    SELECT SUM(kwh) / NULLIF(SUM(share * peer), 0) AS ratio, CORR(kwh, share * peer) AS corr,
-           SUM(kwh * kwh) AS kk, SUM(kwh * share * peer) AS ke,
-           SUM((share * peer) ^ 2) AS ee, SUM(share * peer) AS e
+    SELECT kwh / NULLIF(share * peer, 0) AS ratio,
+           rank() OVER (ORDER BY kwh) AS used_rank,
+           rank() OVER (ORDER BY share * peer) AS expected_rank
     FROM unnest(hour_kwh, hour_peer, baseline) AS hours(kwh, peer, share)
     WHERE kwh IS NOT NULL AND share IS NOT NULL
-) AS sums
+) AS hours
+$$;
+
+-- The rank correlation of two hourly profiles over the hours both have: with no baseline
+-- yet, a meter's profile is compared with its peers' this way (an EV's two hours, or PV
+-- at dawn, move a rank or two, not the whole figure).
+CREATE OR REPLACE FUNCTION public.kpi_rank_corr(
+    first double precision[], second double precision[]
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CORR(first_rank, second_rank)
+FROM (
+    SELECT rank() OVER (ORDER BY a) AS first_rank, rank() OVER (ORDER BY b) AS second_rank
+    FROM unnest(first, second) AS hours(a, b)
+    WHERE a IS NOT NULL AND b IS NOT NULL
+) AS ranked
 $$;
 
 -- The baseline after a meter-day: moved toward the day's hourly shares when the day was
@@ -102,7 +127,7 @@ SELECT tenant_id, feeder_id, meter_id, day, reads, interval_minutes, kwh_per_rea
        reads * interval_minutes >= 0.8 * 1440 AS judged,
        own_ratio, own_corr, own_error, peer_ratio, baseline_days, near_zero, reasons,
        (kwh_per_read * 60.0 / interval_minutes)::double precision AS mean_kw,
-       hour_kwh, hour_peer, baseline
+       hour_kwh, hour_peer, baseline, generator
 FROM public.kpi_meter_day_features;
 
 -- A day's suspects: read from the verdicts stored with its features.
