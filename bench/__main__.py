@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ("generate", "publish", "insert", "consume", "kpi", "load")  # soak: make soak
+BENCHMARKS = ("generate", "publish", "insert", "consume", "kpi", "load", "theft")  # soak: make soak
 
 
 def main(names: list[str]) -> None:

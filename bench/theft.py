@@ -1,0 +1,335 @@
+"""Theft detection scored against the emulator's ground truth: precision, recall, false alarms.
+
+Each scenario gets a fresh migrated database (bench.servers), dropped afterwards. Its
+tenants' reads come from the generator (``producer.batch.generate_batch``, events
+applied) and are written by the consumer's own statement (``insert_batch``, rollups
+included) over WRITERS connections at once; the KPI features are refreshed as the API
+does (``refresh_stale_days``), and each scored day's suspects and insufficient-data
+meter-days are read through the queries the API uses. Truth is recomputed from the
+events (bench/theft_score.py). 5,000 meters on 25 feeders, 15-minute reads, day 1 =
+2026-03-01 (UTC); a fixed tenant id fixes the seed, so every run scores the same.
+
+- clean: no events; 8 days; days 7 and 8 scored: false alarms only.
+- shares: h1–h6, each on three feeders of its own, at a 10% share (one tenant) and a
+  2% share (another); 7 honest days, theft during day 8 exactly; day 8 scored.
+- confounded: h1–h6 at 10% on six feeders on day 8, with comms outages (no row; 1–8 h,
+  fraction 0.3–0.5) and voltage sags at various times of day on some theft feeders
+  and some clean ones; honest false alarms per group: outage, sag, clean.
+- long: h1–h6 at 10%, one event each lasting days 3–10 of a 10-day history; days
+  3..10 scored.
+
+Scores per scored day: per pattern the thieves (members of a theft event covering the
+day), the suspects on its feeders (flags attributed by feeder), hits, precision and
+recall; per honest group the meter-days, alarms and their rate, and the meter-days
+reported as insufficient data (never alarms; a thief's counts as not flagged).
+Targets: precision ≥ 0.8 and recall ≥ 0.9 per pattern at a 10% share (shares,
+confounded, long: every day 3..10 there), recall ≥ 0.8 at 2%, honest false alarms
+≤ 0.5% of meter-days in every group. A diverse scenario (PV, EV, vacant homes) is a
+new Group in theft_score.py once the emulator has those meters.
+
+In ``python -m bench``'s list: the four scenarios take about 6 minutes on 2 shared
+cores (docs/benchmarks.md has each one's time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any
+
+from api.kpi_refresh import refresh_stale_days
+from bench.servers import bench_services
+from bench.theft_score import (
+    FEEDERS,
+    OUTAGE,
+    SAG,
+    Case,
+    GroupScore,
+    PatternScore,
+    Target,
+    Verdicts,
+    day_start,
+    group_table,
+    pattern_table,
+    score_day,
+    targets_line,
+)
+from consumer.ingest import insert_batch
+from gridlens.connections import postgres_pool
+from gridlens.sqlfiles import query
+from producer.batch import generate_batch
+from producer.events import THEFT_PATTERNS, Event, EventType
+from producer.fleet import feeder_id, feeder_meters
+
+METERS = 5_000
+INTERVAL_MINUTES = 15
+WRITERS = 4
+BATCH_METERS = 500
+# Statistics as autovacuum would gather them within a minute or so: on a freshly filled
+# table the planner expects one row a day and joins each meter-day with every baseline
+# row, and a day's suspects take seconds (1.5 s at 2,000 meters, 7-14 s at 5,000), not 20 ms.
+ANALYZE_FEATURES = b"ANALYZE public.kpi_meter_day_features"
+
+PRECISION_10 = Target("precision ≥ 0.8 per pattern (10% share)", "precision", 0.8)
+RECALL_10 = Target("recall ≥ 0.9 per pattern (10% share)", "recall", 0.9)
+RECALL_2 = Target("recall ≥ 0.8 per pattern (2% share)", "recall", 0.8)
+RECALL_LONG = Target("recall ≥ 0.9 per pattern on every day 3..10", "recall", 0.9)
+FALSE_ALARMS = Target(
+    "honest false alarms ≤ 0.5% per group and day", "false_alarm_rate", 0.005, at_most=True
+)
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+def event(
+    tenant: str,
+    event_id: int,
+    event_type: EventType,
+    feeder: int,
+    *,
+    day: int,
+    fraction: float,
+    hour: int = 0,
+    hours: int = 24,
+    params: dict[str, Any] | None = None,
+) -> Event:
+    """An event on ``feeder`` from ``hour`` o'clock of ``day`` for ``hours`` (default: the day)."""
+    starts_at = day_start(day) + timedelta(hours=hour)
+    return Event(
+        event_id=event_id,
+        tenant_id=tenant,
+        event_type=event_type,
+        feeder_id=feeder_id(feeder),
+        starts_at=starts_at,
+        ends_at=starts_at + timedelta(hours=hours),
+        fraction=fraction,
+        params=params or {},
+    )
+
+
+def thefts(
+    tenant: str, share: float, feeders: Sequence[Sequence[int]], first: int, last: int
+) -> tuple[Event, ...]:
+    """Pattern h(n+1) on ``feeders[n]``, from day ``first`` 00:00 to the end of day ``last``."""
+    return tuple(
+        event(
+            tenant,
+            1_000 + 10 * n + k,
+            EventType.THEFT,
+            feeder,
+            day=first,
+            hours=24 * (last - first + 1),
+            fraction=share,
+            params={"pattern": pattern},
+        )
+        for n, pattern in enumerate(THEFT_PATTERNS)
+        for k, feeder in enumerate(feeders[n])
+    )
+
+
+def clean(meters: int) -> tuple[Case, ...]:
+    return (Case("THEFT_CLEAN", meters, 8, (7, 8), targets=(FALSE_ALARMS,)),)
+
+
+def shares(meters: int) -> tuple[Case, ...]:
+    feeders = [(n, n + 6, n + 12) for n in range(1, 7)]  # 18 theft feeders, 7 clean
+    return tuple(
+        Case(tenant, meters, 8, (8,), thefts(tenant, share, feeders, 8, 8), targets=targets)
+        for tenant, share, targets in (
+            ("THEFT_SHARES_10", 0.10, (PRECISION_10, RECALL_10, FALSE_ALARMS)),
+            ("THEFT_SHARES_2", 0.02, (RECALL_2, FALSE_ALARMS)),
+        )
+    )
+
+
+# confounded, on day 8: (feeder, start hour, hours, fraction). Theft h1..h6 is on feeders
+# 2, 4, .., 12: outages on those of h1, h2, h4, h6, sags on those of h3, h5, h6; the other
+# feeders are clean. From 5 h at most 79% of a day's reads are left: not judged (0009).
+OUTAGES = (
+    (2, 0, 8, 0.5),
+    (4, 17, 4, 0.4),
+    (8, 7, 2, 0.3),
+    (12, 19, 5, 0.5),
+    (14, 18, 6, 0.5),
+    (16, 12, 1, 0.3),
+    (18, 3, 3, 0.4),
+    (20, 9, 8, 0.3),
+    (22, 16, 4, 0.5),
+)
+SAGS = ((6, 6, 3, 0.5), (10, 17, 4, 0.5), (12, 8, 6, 0.5), (15, 0, 24, 1.0), (22, 6, 8, 0.5))
+
+
+def confounded(meters: int) -> tuple[Case, ...]:
+    tenant = "THEFT_CONFOUNDED"
+    theft = thefts(tenant, 0.10, [(2 * n,) for n in range(1, 7)], 8, 8)
+    outages = tuple(
+        event(tenant, 2_000 + n, EventType.COMMS_OUTAGE, f, day=8, hour=h, hours=d, fraction=p)
+        for n, (f, h, d, p) in enumerate(OUTAGES)
+    )
+    sags = tuple(
+        event(
+            tenant,
+            3_000 + n,
+            EventType.VOLTAGE_SAG,
+            f,
+            day=8,
+            hour=h,
+            hours=d,
+            fraction=p,
+            params={"depthPct": 12.0},
+        )
+        for n, (f, h, d, p) in enumerate(SAGS)
+    )
+    targets = (PRECISION_10, RECALL_10, FALSE_ALARMS)
+    return (Case(tenant, meters, 8, (8,), theft + outages + sags, (OUTAGE, SAG), targets),)
+
+
+def long(meters: int) -> tuple[Case, ...]:
+    tenant = "THEFT_LONG"
+    theft = thefts(tenant, 0.10, [(3 * n,) for n in range(1, 7)], 3, 10)
+    targets = (PRECISION_10, RECALL_LONG, FALSE_ALARMS)
+    return (Case(tenant, meters, 10, tuple(range(3, 11)), theft, targets=targets),)
+
+
+# A "diverse" scenario, once the emulator has PV, EV and vacant homes: a Group per kind,
+# naming its meters from the emulator's traits (theft_score.py: Group, OUTAGE), and
+#     Case("THEFT_DIVERSE", meters, 8, (8,), thefts(...), (PV, EV, VACANT), targets)
+# here; their false alarms are then scored and printed per group like the others.
+SCENARIOS: dict[str, Callable[[int], tuple[Case, ...]]] = {
+    "clean": clean,
+    "shares": shares,
+    "confounded": confounded,
+    "long": long,
+}
+
+
+# ---------------------------------------------------------------- running
+
+
+async def write(database_url: str, cases: Sequence[Case]) -> int:
+    """Every interval of every case's history, WRITERS inserts at once; the rows written."""
+    jobs: asyncio.Queue[tuple[Case, int, int, int]] = asyncio.Queue()
+    for case in cases:
+        steps = case.days * 24 * 60 // INTERVAL_MINUTES
+        per_feeder = -(-case.meters // FEEDERS)  # the most meters a feeder has
+        for step in range(1, steps + 1):
+            for feeder in range(1, FEEDERS + 1):
+                for first in range(0, per_feeder, BATCH_METERS):
+                    jobs.put_nowait((case, step, feeder, first))
+    rows = 0
+
+    async def writer() -> None:
+        nonlocal rows
+        while not jobs.empty():
+            case, step, feeder, first = jobs.get_nowait()
+            batch = generate_batch(
+                publish_id="theft-bench",
+                tenant_id=case.tenant,
+                feeder=feeder,
+                meter_numbers=feeder_meters(feeder, 1, case.meters, FEEDERS)[
+                    first : first + BATCH_METERS
+                ],
+                read_at=day_start(1) + timedelta(minutes=INTERVAL_MINUTES * step),
+                interval_minutes=INTERVAL_MINUTES,
+                events=case.events,
+            )
+            if len(batch):
+                new_rows = await insert_batch(pool, batch)  # `rows += await …` loses updates
+                rows += new_rows
+
+    async with postgres_pool(database_url, max_size=WRITERS, autocommit=True) as pool:
+        await asyncio.gather(*(writer() for _ in range(WRITERS)))
+    return rows
+
+
+async def verdicts(database_url: str, case: Case, day: int) -> Verdicts:
+    """The day's suspects and insufficient-data meter-days, through the API's queries."""
+    params = {"tenant_id": case.tenant, "day": day_start(day)}
+    async with postgres_pool(database_url, max_size=1) as pool, pool.connection() as conn:
+        suspects = await (await conn.execute(query("theft_suspects"), params)).fetchall()
+        unjudged = await (await conn.execute(query("insufficient_data"), params)).fetchall()
+    return Verdicts(
+        flagged={row[0]: row[1] for row in suspects}, unjudged={row[0] for row in unjudged}
+    )
+
+
+async def fill(database_url: str, cases: Sequence[Case]) -> None:
+    """The cases' histories written, then their KPI features refreshed, both timed."""
+    for case in cases:
+        print(
+            f"tenant {case.tenant} (seed {case.seed}): {case.meters:,} meters on {FEEDERS}"
+            f" feeders, {case.days} days of {INTERVAL_MINUTES}-minute reads from"
+            f" {day_start(1):%Y-%m-%d}, {len(case.events)} events"
+        )
+    started = time.perf_counter()
+    rows = await write(database_url, cases)
+    written = time.perf_counter() - started
+    started = time.perf_counter()
+    async with postgres_pool(database_url, max_size=1) as pool:
+        refreshed = await refresh_stale_days(pool)
+        async with pool.connection() as conn:
+            await conn.execute(ANALYZE_FEATURES)
+    print(
+        f"  {rows:,} rows written in {written:.0f} s ({rows / written:,.0f} rows/s, {WRITERS}"
+        f" writers); features of {len(refreshed)} tenant-days refreshed and analyzed in"
+        f" {time.perf_counter() - started:.1f} s"
+    )
+
+
+async def score(database_url: str, case: Case) -> list[PatternScore | GroupScore]:
+    """The case's scored days, printed as two tables; the scores."""
+    started = time.perf_counter()
+    patterns: list[PatternScore] = []
+    groups: list[GroupScore] = []
+    for day in case.scored_days:
+        day_patterns, day_groups = score_day(case, day, await verdicts(database_url, case, day))
+        patterns += day_patterns
+        groups += day_groups
+    print(
+        f"{case.tenant}, day(s) {', '.join(map(str, case.scored_days))}"
+        f" (read and scored in {time.perf_counter() - started:.1f} s):"
+    )
+    print("\n".join((pattern_table(patterns) if patterns else []) + group_table(groups)))
+    return [*patterns, *groups]
+
+
+async def measure(database_url: str, name: str, cases: Sequence[Case]) -> None:
+    await fill(database_url, cases)
+    results = [await score(database_url, case) for case in cases]
+    print(f"{name} {targets_line(cases, results)}")
+
+
+def run(name: str, meters: int) -> float:
+    """One scenario in a database of its own; its wall time in seconds."""
+    started = time.perf_counter()
+    cases = SCENARIOS[name](meters)
+    print(f"== theft {name}")
+    with bench_services() as urls:
+        asyncio.run(measure(urls.database_url, name, cases))
+    elapsed = time.perf_counter() - started
+    print(f"{name}: {elapsed:.0f} s\n")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.theft [scenario ...] [--meters N]``; none named: all of them."""
+    parser = argparse.ArgumentParser(prog="python -m bench.theft", description=__doc__)
+    parser.add_argument("scenarios", nargs="*", metavar="scenario", help=", ".join(SCENARIOS))
+    parser.add_argument("--meters", type=int, default=METERS, help="meters per tenant")
+    args = parser.parse_args([] if argv is None else argv)
+    unknown = set(args.scenarios) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    if args.meters < FEEDERS:
+        parser.error(f"--meters must be at least {FEEDERS} (one a feeder)")
+    for name in args.scenarios or SCENARIOS:
+        run(name, args.meters)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
