@@ -82,7 +82,7 @@ def _event_body() -> dict[str, Any]:
                 "oneOf": [
                     *thefts,
                     variant(EventType.VOLTAGE_SAG, depthPct=depth),
-                    variant(EventType.COMMS_OUTAGE),
+                    variant(EventType.COMMS_OUTAGE, buffered={"type": "boolean", "default": False}),
                     variant(EventType.VACANCY),
                 ]
             },

@@ -44,6 +44,8 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
                 query("refresh_meter_days"), {"tenant_id": tenant_id, "day": day, "reads": reads}
             )
             refreshed.append((tenant_id, day))
+        if len(refreshed) > 1:  # a backfill's worth: plans need statistics before autovacuum
+            await conn.execute(query("analyze_features"))
     if refreshed:
         log.info("kpi features refreshed", extra={"action": "kpi_refresh", "days": len(refreshed)})
     return refreshed

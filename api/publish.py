@@ -153,7 +153,12 @@ async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
 
 
 async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
-    events = await active_events(ctx.pool, publish_request.tenant_id, publish_request.read_at)
+    events = await active_events(
+        ctx.pool,
+        publish_request.tenant_id,
+        publish_request.read_at,
+        publish_request.interval_minutes,
+    )
     try:
         with metrics.PUBLISH_SECONDS.time():
             published = await ctx.publisher.publish(publish_request, events)
@@ -193,10 +198,11 @@ def _result(published: Published) -> dict[str, Any]:
         "jobs": published.jobs,
         "reads": published.reads,
         "skippedReads": published.skipped_reads,
+        "lateReads": published.late_reads,
         "elapsedSeconds": round(published.elapsed_s, 3),
         "readsPerSecond": published.pace.average_per_second(),
         "fullestSecondReads": published.pace.fullest_second(),
-        "safetyWarnings": _warnings(plan),
+        "safetyWarnings": _warnings(plan) + published.warnings,
     }
 
 

@@ -56,7 +56,15 @@ async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
     async with ctx.pool.connection() as conn:
         cursor = await conn.execute(query("tenant_status"), {"tenant_id": tenant_id})
         row = await cursor.fetchone()
-    meters, reads, latest, delivered, received = row or (0, 0, None, Decimal(0), Decimal(0))
+    meters, reads, latest, delivered, received, late, late_s = row or (
+        0,
+        0,
+        None,
+        Decimal(0),
+        Decimal(0),
+        0,
+        None,
+    )
     return {
         "totalDistinctMeters": meters,
         "totalReads": reads,
@@ -65,6 +73,10 @@ async def _stored(ctx: ApiContext, tenant_id: str) -> dict[str, Any]:
         "totalKwhDelivered": float(delivered),
         "totalKwhReceived": float(received),
         "totalKwhNet": float(delivered - received),
+        # Reads a meter delivered after a buffered comms outage, and the longest one took
+        # from its read time to being stored.
+        "lateReads": late,
+        "lateSecondsMax": round(late_s, 1) if late_s is not None else None,
     }
 
 

@@ -1,11 +1,13 @@
 """Theft suspects scored against the emulator's ground truth, for bench/theft.py.
 
-Truth is recomputed from the events the way the generator applies them
-(``producer.events.members``), never read back from the database. Who is a thief,
-and which honest group a meter belongs to, come from small functions of a case and a
-day: a new kind of honest meter (PV, EV, a vacant home, once the emulator has them)
-is one more ``Group`` with a function naming its meters, and its false alarms are
-scored like the others.
+Truth is recomputed from the events and the fleet mix the way the generator applies them
+(``producer.events.members``, ``producer.diversity.has_pv``/``has_ev``), never read back
+from the database. Who is a thief, and which honest group a meter belongs to, come from
+small functions of a case and a day: a kind of honest meter is a ``Group`` with a function
+naming its meters, and its false alarms are scored like the others.
+
+Recall counts the thieves that were judged: a meter-day under 80% of its reads is
+insufficient data (0009), neither a hit nor a miss, and the tables print how many.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
+
+from producer.diversity import NO_PV_OR_EV, FleetMix, has_ev, has_pv
 from producer.events import Event, EventType, members
 from producer.fleet import feeder_meters
 from producer.randomness import text_seed
@@ -70,6 +75,7 @@ class Case:
     events: tuple[Event, ...] = ()
     groups: tuple[Group, ...] = ()
     targets: tuple[Target, ...] = ()
+    mix: FleetMix = NO_PV_OR_EV
 
     @property
     def seed(self) -> int:
@@ -129,8 +135,24 @@ def in_events_of(event_type: EventType) -> Callable[[Case, int], set[str]]:
     return meters
 
 
+def with_trait(
+    trait: Callable[[int, np.ndarray, FleetMix], np.ndarray],
+) -> Callable[[Case, int], set[str]]:
+    """A group's meters: those of the fleet with a trait of the mix (PV, EV)."""
+
+    def meters(case: Case, day: int) -> set[str]:
+        numbers = np.arange(1, case.meters + 1, dtype=np.int64)
+        chosen = numbers[trait(case.seed, numbers, case.mix)]
+        return {meter_id(case.tenant, int(number)) for number in chosen}
+
+    return meters
+
+
 OUTAGE = Group("outage", in_events_of(EventType.COMMS_OUTAGE))  # lost reads that day
 SAG = Group("sag", in_events_of(EventType.VOLTAGE_SAG))
+VACANT = Group("vacant", in_events_of(EventType.VACANCY))
+PV = Group("pv", with_trait(has_pv))
+EV = Group("ev", with_trait(has_ev))
 
 
 def honest_groups(case: Case, day: int, stealing: set[str]) -> dict[str, set[str]]:
@@ -172,7 +194,8 @@ class PatternScore:
 
     @property
     def recall(self) -> float | None:
-        return self.hits / self.thieves if self.thieves else None
+        judged = self.thieves - self.unjudged
+        return self.hits / judged if judged else None
 
 
 @dataclass(frozen=True)

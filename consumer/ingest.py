@@ -100,6 +100,7 @@ async def insert_reads(conn: psycopg.AsyncConnection[Any], batch: ReadBatch) -> 
             "kwh": float8_array(batch.kwh),
             "voltage": float8_array(batch.voltage),
             "kwh_received": float8_array(batch.received()),
+            "late": batch.late,
             "meter_set": meter_set(batch),
         },
         prepare=True,  # planned once per connection, not on each of its first 5 uses

@@ -11,6 +11,17 @@ READS_DUPLICATE = Counter(
     "gridlens_consumer_reads_duplicate_total",
     "Reads skipped because they were already stored (a redelivery or a re-publish).",
 )
+LATE_READS = Counter(
+    "gridlens_consumer_late_reads_total",
+    "Reads stored late: a buffered comms outage's missed reads, delivered after it.",
+    ["tenant"],
+)
+LATENESS_SECONDS = Histogram(
+    "gridlens_consumer_read_lateness_seconds",
+    "Read time to stored time of each late job (a buffered outage's backlog), per tenant.",
+    ["tenant"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
+)
 JOBS = Counter(
     "gridlens_consumer_jobs_total",
     "Jobs finished, by outcome: inserted, failed (left for redelivery), dead_lettered.",

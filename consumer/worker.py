@@ -26,6 +26,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -314,6 +315,10 @@ class Consumer:
         metrics.JOBS.labels(outcome="inserted").inc()
         metrics.READS_INSERTED.inc(inserted)
         metrics.READS_DUPLICATE.inc(len(batch) - inserted)
+        if batch.late and inserted:
+            metrics.LATE_READS.labels(batch.tenant_id).inc(inserted)
+            lateness = datetime.now(UTC) - batch.read_at
+            metrics.LATENESS_SECONDS.labels(batch.tenant_id).observe(lateness.total_seconds())
         if depth is not None:
             metrics.QUEUE_WAITING.set(depth.waiting)
             metrics.QUEUE_PENDING.set(depth.pending)

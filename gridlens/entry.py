@@ -10,6 +10,8 @@ A job is the reads of up to 500 meters of one feeder at one interval:
 ``kwh`` is the energy delivered to the premises, ``kwhReceived`` the energy received from
 it (rooftop PV exporting): the two channels a net meter registers. Version 1 entries, which
 have no ``kwhReceived``, still decode (received 0): entries can be pending across an upgrade.
+A version 2 entry may carry ``"late": true``: reads a meter kept through a comms outage and
+delivers after it (a buffered outage), stored marked late.
 
 Compact, since the queue's memory is the entries waiting in it:
 * meter ids are derived (SPEC §3), so the entry carries meter numbers; the meters
@@ -60,6 +62,7 @@ _V1_KEYS: Final = frozenset(
     }
 )
 _KEYS: Final = {1: _V1_KEYS, 2: _V1_KEYS | {"kwhReceived"}}  # the fields of each version
+_OPTIONAL_KEYS: Final = {1: frozenset(), 2: frozenset({"late"})}
 
 
 class EntryError(GridLensError, ValueError):
@@ -81,6 +84,7 @@ class ReadBatch:
     kwh: Sequence[float] | npt.NDArray[np.float64]  # delivered
     voltage: Sequence[float] | npt.NDArray[np.float64]
     kwh_received: Sequence[float] | npt.NDArray[np.float64] = ()  # empty: none received
+    late: bool = False  # delivered after the interval it was read in (a buffered outage)
 
     def received(self) -> npt.NDArray[np.float64]:
         """kWh received of each read (zeros when the batch carries none)."""
@@ -97,8 +101,10 @@ class ReadBatch:
 
 
 def encode(batch: ReadBatch) -> bytes:
+    late = {"late": True} if batch.late else {}
     return orjson.dumps(
         {
+            **late,
             "v": ENTRY_VERSION,
             "publishId": batch.publish_id,
             "tenantId": batch.tenant_id,
@@ -134,9 +140,12 @@ def decode(raw: bytes) -> ReadBatch:
     version = document.get("v")
     if type(version) is not int or version not in _KEYS:
         raise EntryError(f"unsupported entry version {version!r}")
-    if set(document) != _KEYS[version]:
-        difference = sorted(set(document) ^ _KEYS[version])
+    if set(document) - _OPTIONAL_KEYS[version] != _KEYS[version]:
+        difference = sorted((set(document) - _OPTIONAL_KEYS[version]) ^ _KEYS[version])
         raise EntryError(f"fields differ from v{version}: {difference}")
+    late = document.get("late", False)
+    if late is not True and late is not False:
+        raise EntryError(f"late must be true or false, not {late!r}")
     tenant_id = _text(document, "tenantId", TENANT_PATTERN)
     feeder_id = _text(document, "feederId", FEEDER_PATTERN)
     interval = document["intervalMinutes"]
@@ -166,6 +175,7 @@ def decode(raw: bytes) -> ReadBatch:
         kwh=kwh_values / KWH_SCALE,
         voltage=voltages / VOLTAGE_SCALE,
         kwh_received=received / KWH_SCALE,
+        late=late,
     )
 
 

@@ -29,6 +29,7 @@ def generate_batch(
     interval_minutes: int,
     events: Iterable[Event] = (),
     mix: FleetMix = NO_PV_OR_EV,
+    late: bool = False,
 ) -> ReadBatch:
     """The reads of ``meter_numbers`` (all on ``feeder``) for the interval ending at read_at:
     delivered and received kWh, with the ``mix``'s share of meters having rooftop PV and EV
@@ -53,15 +54,8 @@ def generate_batch(
         if not affected.any():
             continue
         if event.event_type is EventType.THEFT:
-            kwh[affected] = apply_theft(
-                seed,
-                event,
-                meters[affected],
-                minutes,
-                interval_minutes,
-                kwh[affected],
-                _delivered_at(seed, feeder, interval_minutes, mix),
-            )
+            honest = (seed, event, meters[affected], minutes, interval_minutes, kwh[affected])
+            kwh[affected] = apply_theft(*honest, _delivered_at(seed, feeder, interval_minutes, mix))
         elif event.event_type is EventType.VACANCY:
             kwh[affected] = vacant_kwh(seed, meters[affected], minutes, interval_minutes)
         elif event.event_type is EventType.VOLTAGE_SAG:
@@ -78,6 +72,7 @@ def generate_batch(
         kwh=np.round(kwh[reporting], KWH_DECIMALS),
         voltage=np.round(voltage[reporting], VOLTAGE_DECIMALS),
         kwh_received=np.round(received[reporting], KWH_DECIMALS),
+        late=late,
     )
 
 

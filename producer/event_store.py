@@ -53,12 +53,14 @@ async def list_events(pool: AsyncConnectionPool[Any], tenant_id: str) -> list[Ev
 
 
 async def active_events(
-    pool: AsyncConnectionPool[Any], tenant_id: str, read_at: datetime
+    pool: AsyncConnectionPool[Any], tenant_id: str, read_at: datetime, interval_minutes: int = 15
 ) -> list[Event]:
-    """The tenant's events in force at ``read_at``, read afresh (every API process agrees)."""
+    """The tenant's events in force at ``read_at``, read afresh (every API process agrees),
+    and those a buffered outage's missed reads met, when one ended in the interval before."""
     async with pool.connection() as conn:
         cursor = await conn.execute(
-            query("active_events"), {"tenant_id": tenant_id, "read_at": read_at}
+            query("active_events"),
+            {"tenant_id": tenant_id, "read_at": read_at, "interval_minutes": interval_minutes},
         )
         return [_event(row) for row in await cursor.fetchall()]
 

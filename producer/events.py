@@ -42,7 +42,7 @@ class EventType(StrEnum):
     VOLTAGE_SAG = "voltage-sag"
     """Voltage depressed by ``depthPct`` percent."""
     COMMS_OUTAGE = "comms-outage"
-    """No row at all while it lasts."""
+    """No row at all while it lasts; ``buffered``: the missed reads come after it, late."""
     VACANCY = "vacancy"
     """An honest empty home: only its always-on load while it lasts."""
 
@@ -67,7 +67,7 @@ _COMMON_FIELDS: Final = frozenset(
 _TYPE_FIELDS: Final = {
     EventType.THEFT: frozenset({"pattern", "alpha", "windowStartHour", "windowHours"}),
     EventType.VOLTAGE_SAG: frozenset({"depthPct"}),
-    EventType.COMMS_OUTAGE: frozenset(),
+    EventType.COMMS_OUTAGE: frozenset({"buffered"}),
     EventType.VACANCY: frozenset(),
 }
 _PATTERN_FIELDS: Final = {"alpha": "h1", "windowStartHour": "h2", "windowHours": "h2"}
@@ -258,6 +258,10 @@ def _params(body: Mapping[str, Any], event_type: EventType) -> dict[str, Any]:
                 body, "depthPct", DEFAULT_DEPTH_PCT, low=0.0, high=50.0, low_open=True
             )
         }
+    if event_type is EventType.COMMS_OUTAGE and "buffered" in body:
+        if body["buffered"] is not True and body["buffered"] is not False:
+            raise EventError(f"buffered must be true or false, not {body['buffered']!r}")
+        return {"buffered": body["buffered"]}
     if event_type in (EventType.COMMS_OUTAGE, EventType.VACANCY):
         return {}
     pattern = body.get("pattern", "h1")

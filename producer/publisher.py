@@ -21,18 +21,18 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gridlens.entry import ENTRY_FIELD, encode
+from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
 from gridlens.errors import GridLensError
 from gridlens.keys import Keys
 from gridlens.scripts import Admitted, Enqueued, Refused, Scripts
 from gridlens.settings import Caps
-from producer import metrics
+from producer import backlog, metrics
 from producer.batch import generate_batch
 from producer.events import Event
 from producer.pace import PaceLog
@@ -71,11 +71,41 @@ class PublishFailed(GridLensError):
 class Published:
     plan: Plan
     publish_id: str
-    jobs: int
-    reads: int  # rows enqueued (after comms-outage skips)
+    jobs: int  # late jobs included
+    reads: int  # rows enqueued for the interval (after comms-outage skips)
     skipped_reads: int  # meters in a comms outage: no row
     elapsed_s: float
     pace: PaceLog  # when each job was written, by the server's clock
+    late_reads: int = 0  # a buffered outage's missed reads, delivered now
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Sent:
+    """What a publish has written so far."""
+
+    pace: PaceLog
+    jobs: int = 0
+    reads: int = 0
+    late_reads: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class _Late:
+    """The late jobs a publish carries, and those its share of the job cap left out."""
+
+    jobs: list[backlog.LateJob]
+    dropped: int
+
+    def warnings(self) -> list[str]:
+        if not self.dropped:
+            return []
+        return [
+            f"a buffered outage's backlog needed {self.dropped} more jobs than the job cap "
+            "left room for: its oldest read times were not delivered (as a meter's full "
+            "buffer drops its oldest)"
+        ]
 
 
 class Publisher:
@@ -91,12 +121,12 @@ class Publisher:
         return plan_publish(request, self.caps.jobs_per_publish, int(cursor or 1))
 
     async def publish(self, request: PublishRequest, events: list[Event]) -> Published:
-        """Admit the publish and enqueue every job of its plan, paced."""
+        """Admit the publish and enqueue every job of its plan, paced: the interval's, then
+        the reads a buffered outage kept (producer/backlog.py)."""
         publish_id = uuid.uuid4().hex[:16]
         started = time.monotonic()
-        plan, cursor_before = await self._admit(request, publish_id)
-        jobs = reads = skipped = 0
-        pace = PaceLog(self.caps.reads_per_second)
+        plan, late, cursor_before = await self._admit(request, events, publish_id)
+        sent = _Sent(PaceLog(self.caps.reads_per_second))
         try:
             for feeder, meters in plan.job_meters():
                 batch = generate_batch(
@@ -109,17 +139,9 @@ class Publisher:
                     events=events,
                     mix=request.mix,
                 )
-                skipped += len(meters) - len(batch)
-                if len(batch) == 0:
-                    continue  # every meter of the job is in a comms outage
-                written_us = await self._enqueue_paced(
-                    encode(batch), len(batch), len(meters), publish_id
-                )
-                pace.add(written_us, len(batch))
-                jobs += 1
-                reads += len(batch)
-                metrics.JOBS_ENQUEUED.inc()
-                metrics.READS_ENQUEUED.inc(len(batch))
+                sent.skipped += len(meters) - len(batch)
+                await self._send(batch, len(meters), publish_id, sent)
+            await self._send_late(request, late, events, publish_id, sent)
         except RedisError as error:
             await self._give_back(publish_id, request.tenant_id, plan, cursor_before)
             log.error(
@@ -127,36 +149,92 @@ class Publisher:
                 extra={
                     "action": "publish_failed",
                     "publishId": publish_id,
-                    "jobs": jobs,
-                    "plannedJobs": plan.jobs,
-                    "reads": reads,
+                    "jobs": sent.jobs,
+                    "plannedJobs": plan.jobs + len(late.jobs),
+                    "reads": sent.reads + sent.late_reads,
                     "error": str(error),
                 },
             )
-            raise PublishFailed(error, jobs, reads, plan) from error
+            raise PublishFailed(error, sent.jobs, sent.reads + sent.late_reads, plan) from error
         await self.scripts.release(publish_id=publish_id, tenant_id=request.tenant_id)
         elapsed_s = time.monotonic() - started
-        return Published(plan, publish_id, jobs, reads, skipped, elapsed_s, pace)
+        return Published(
+            plan,
+            publish_id,
+            sent.jobs,
+            sent.reads,
+            sent.skipped,
+            elapsed_s,
+            sent.pace,
+            sent.late_reads,
+            late.warnings(),
+        )
 
-    async def _admit(self, request: PublishRequest, publish_id: str) -> tuple[Plan, str]:
+    async def _send_late(
+        self,
+        request: PublishRequest,
+        late: _Late,
+        events: list[Event],
+        publish_id: str,
+        sent: _Sent,
+    ) -> None:
+        """The reads a buffered outage kept, as they were read then, marked late."""
+        for job in late.jobs:
+            batch = generate_batch(
+                publish_id=publish_id,
+                tenant_id=request.tenant_id,
+                feeder=job.feeder,
+                meter_numbers=job.meters,
+                read_at=job.read_at,
+                interval_minutes=request.interval_minutes,
+                events=backlog.without(events, job.outage),
+                mix=request.mix,
+                late=True,
+            )
+            await self._send(batch, len(job.meters), publish_id, sent)
+
+    async def _send(self, batch: ReadBatch, reserved: int, publish_id: str, sent: _Sent) -> None:
+        """One job written, paced; nothing when every meter of it is in a comms outage."""
+        if len(batch) == 0:
+            return
+        written_us = await self._enqueue_paced(encode(batch), len(batch), reserved, publish_id)
+        sent.pace.add(written_us, len(batch))
+        sent.jobs += 1
+        if batch.late:
+            sent.late_reads += len(batch)
+        else:
+            sent.reads += len(batch)
+        metrics.JOBS_ENQUEUED.inc()
+        metrics.READS_ENQUEUED.inc(len(batch))
+
+    async def _admit(
+        self, request: PublishRequest, events: list[Event], publish_id: str
+    ) -> tuple[Plan, _Late, str]:
         stored = await self.client.get(self.keys.cursor(request.tenant_id))
         cursor = stored.decode() if isinstance(stored, bytes) else ""
+        cap = self.caps.jobs_per_publish
+        room = backlog.room_needed(request, events, cap)  # the backlog shares the job cap
         for _ in range(CURSOR_RETRIES):
             raw = cursor
-            plan = plan_publish(request, self.caps.jobs_per_publish, int(raw or 1))
+            plan = plan_publish(request, cap - room, int(raw or 1))
+            late = _Late(
+                *backlog.backlog(
+                    request, events, plan.first_meter, plan.last_meter, cap - plan.jobs
+                )
+            )
             outcome = await self.scripts.reserve(
                 publish_id=publish_id,
                 tenant_id=request.tenant_id,
-                jobs=plan.jobs,
-                reads=plan.meters,
+                jobs=plan.jobs + len(late.jobs),
+                reads=plan.meters + backlog.late_reads(late.jobs),
                 max_depth=self.caps.queue_depth,
                 lease_us=LEASE_US,
                 cursor_seen=raw,
                 cursor_after=plan.next_cursor,
             )
             if isinstance(outcome, Admitted):
-                metrics.RESERVED_JOBS.set(outcome.delayed + plan.jobs)
-                return plan, raw
+                metrics.RESERVED_JOBS.set(outcome.delayed + plan.jobs + len(late.jobs))
+                return plan, late, raw
             if isinstance(outcome, Refused):
                 raise Backpressure(waiting=outcome.waiting, delayed=outcome.delayed)
             cursor = outcome.cursor  # another publish of this tenant moved it: plan again

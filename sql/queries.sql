@@ -6,12 +6,14 @@
 -- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
 -- add update the status rollups in the same statement, hence the same transaction, in a
 -- row of the job's own meter set (0007); the meters are registered only by the job that
--- registers their meter set (0006).
+-- registers their meter set (0006). A late batch (a buffered outage's backlog, 0012) is
+-- stored marked late, and its lateness (stored time − read time) counted in the rollup.
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
-        (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage, kwh_received)
+        (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage, kwh_received,
+         late)
     SELECT %(tenant_id)s, batch.meter_id, %(feeder_id)s, %(read_at)s, %(interval_minutes)s,
-           batch.kwh, batch.voltage, batch.kwh_received
+           batch.kwh, batch.voltage, batch.kwh_received, %(late)s
     FROM unnest(%(meter_ids)s::text[], %(kwh)s::float8[], %(voltage)s::float8[],
                 %(kwh_received)s::float8[])
          AS batch (meter_id, kwh, voltage, kwh_received)
@@ -29,14 +31,18 @@ WITH new_reads AS (
     ON CONFLICT (tenant_id, meter_id) DO NOTHING
 ), counted AS (
     INSERT INTO public.meter_reads_rollup AS rollup
-        (tenant_id, read_at, feeder_id, meter_set, reads, kwh, kwh_received)
+        (tenant_id, read_at, feeder_id, meter_set, reads, kwh, kwh_received, late_reads,
+         late_seconds_max)
     SELECT %(tenant_id)s, %(read_at)s, %(feeder_id)s, %(meter_set)s::uuid, COUNT(*), SUM(kwh),
-           SUM(kwh_received)
+           SUM(kwh_received), CASE WHEN %(late)s THEN COUNT(*) ELSE 0 END,
+           CASE WHEN %(late)s THEN EXTRACT(epoch FROM statement_timestamp() - %(read_at)s) END
     FROM new_reads
     HAVING COUNT(*) > 0
     ON CONFLICT (tenant_id, read_at, feeder_id, meter_set) DO UPDATE SET
         reads = rollup.reads + EXCLUDED.reads, kwh = rollup.kwh + EXCLUDED.kwh,
-        kwh_received = rollup.kwh_received + EXCLUDED.kwh_received
+        kwh_received = rollup.kwh_received + EXCLUDED.kwh_received,
+        late_reads = rollup.late_reads + EXCLUDED.late_reads,
+        late_seconds_max = GREATEST(rollup.late_seconds_max, EXCLUDED.late_seconds_max)
 )
 SELECT COUNT(*) FROM new_reads
 
@@ -74,30 +80,46 @@ ORDER BY event_id
 
 -- name: active_events
 -- The events in force for the read ending at read_at: its interval lies in the event's
--- window, (starts_at, ends_at] (the producer reads them at every publish).
+-- window, (starts_at, ends_at] (the producer reads them at every publish). When a buffered
+-- outage ended within the interval before, also every event its missed reads met: the
+-- publish delivers them now, as they were read (producer/backlog.py).
+WITH backlog AS (
+    SELECT MIN(starts_at) AS since
+    FROM public.ami_events
+    WHERE tenant_id = %(tenant_id)s AND event_type = 'comms-outage'
+      AND params @> '{"buffered": true}'
+      AND ends_at < %(read_at)s AND ends_at >= %(read_at)s - %(interval_minutes)s * interval '1 minute'
+)
 SELECT event_id, tenant_id, event_type, feeder_id, starts_at, ends_at, fraction, params
 FROM public.ami_events
-WHERE tenant_id = %(tenant_id)s AND starts_at < %(read_at)s AND ends_at >= %(read_at)s
+WHERE tenant_id = %(tenant_id)s AND starts_at < %(read_at)s
+  AND ends_at >= LEAST(%(read_at)s, (SELECT since FROM backlog))
 ORDER BY event_id
 
 -- name: delete_event
 DELETE FROM public.ami_events WHERE event_id = %(event_id)s RETURNING event_id
 
 -- name: tenant_status
--- COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at), SUM(kwh), SUM(kwh_received) of the
--- tenant's reads, from the rollups the consumer keeps (sql/migrations/0003, 0011). Energy is
--- rounded to the reads' resolution (0.1 Wh), so sums taken in another order agree exactly.
+-- COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at), SUM(kwh), SUM(kwh_received) and the
+-- reads stored late of the tenant's reads, from the rollups the consumer keeps
+-- (sql/migrations/0003, 0011, 0012). Energy is rounded to the reads' resolution (0.1 Wh),
+-- so sums taken in another order agree exactly. Last, not in the scan below: the longest
+-- a late read took from its read time to being stored, in seconds.
 SELECT (SELECT COUNT(*) FROM public.tenant_meters WHERE tenant_id = %(tenant_id)s),
-       rolled.reads, rolled.latest, rolled.kwh, rolled.kwh_received
+       rolled.reads, rolled.latest, rolled.kwh, rolled.kwh_received, rolled.late_reads,
+       rolled.late_seconds_max
 FROM (SELECT COALESCE(SUM(reads), 0)::bigint AS reads, MAX(read_at) AS latest,
              round(COALESCE(SUM(kwh), 0)::numeric, 4) AS kwh,
-             round(COALESCE(SUM(kwh_received), 0)::numeric, 4) AS kwh_received
+             round(COALESCE(SUM(kwh_received), 0)::numeric, 4) AS kwh_received,
+             COALESCE(SUM(late_reads), 0)::bigint AS late_reads,
+             MAX(late_seconds_max) AS late_seconds_max
       FROM public.meter_reads_rollup WHERE tenant_id = %(tenant_id)s) AS rolled
 
 -- name: tenant_status_scan
 -- The same figures from the table itself: the definition the rollups must match.
 SELECT COUNT(DISTINCT meter_id), COUNT(*), MAX(read_at),
-       round(COALESCE(SUM(kwh), 0)::numeric, 4), round(COALESCE(SUM(kwh_received), 0)::numeric, 4)
+       round(COALESCE(SUM(kwh), 0)::numeric, 4), round(COALESCE(SUM(kwh_received), 0)::numeric, 4),
+       COUNT(*) FILTER (WHERE late)
 FROM public.meter_reads_electric
 WHERE tenant_id = %(tenant_id)s
 
@@ -110,8 +132,11 @@ TRUNCATE public.tenant_meters, public.tenant_meter_sets, public.meter_reads_roll
 INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
 SELECT tenant_id, meter_id, MIN(read_at) FROM public.meter_reads_electric
 GROUP BY tenant_id, meter_id;
-INSERT INTO public.meter_reads_rollup (tenant_id, read_at, feeder_id, reads, kwh, kwh_received)
-SELECT tenant_id, read_at, feeder_id, COUNT(*), SUM(kwh), SUM(kwh_received)
+-- (How late the late reads were is not kept per row: late_seconds_max starts again empty.)
+INSERT INTO public.meter_reads_rollup
+    (tenant_id, read_at, feeder_id, reads, kwh, kwh_received, late_reads)
+SELECT tenant_id, read_at, feeder_id, COUNT(*), SUM(kwh), SUM(kwh_received),
+       COUNT(*) FILTER (WHERE late)
 FROM public.meter_reads_electric
 GROUP BY tenant_id, read_at, feeder_id
 
@@ -246,7 +271,7 @@ WITH reads AS (
     CROSS JOIN LATERAL (SELECT latest.completeness >= 0.5 AND NOT latest.near_zero
                                AND cardinality(latest.reasons) = 0
                                AND COALESCE(latest.peer_ratio, 1) >= 0.9
-                               AND COALESCE(latest.own_corr, 1) >= 0.7 AS is_clean) AS clean
+                               AND COALESCE(latest.own_corr, 1) >= 0.75 AS is_clean) AS clean
 ), compared AS (
     SELECT features.*, hours.hour_kwh, hours.hour_peer, hours.generator, carried.baseline,
            COALESCE(carried.baseline_days, 0) AS baseline_days, versus.own_ratio,
@@ -306,6 +331,11 @@ WITH reads AS (
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
 VALUES (%(tenant_id)s, %(day)s, %(reads)s)
 ON CONFLICT (tenant_id, day) DO UPDATE SET reads = EXCLUDED.reads, refreshed_at = now()
+
+-- name: analyze_features
+-- Statistics for the features after a pass over many days: on a freshly filled table the
+-- planner expects a row a day, and a day's suspects took seconds instead of milliseconds.
+ANALYZE public.kpi_meter_day_features
 
 -- name: refresh_lock
 -- One refresher at a time, across every API process; released at the end of the transaction.

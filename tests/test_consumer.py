@@ -227,7 +227,8 @@ async def status_from_rollups_and_scan(
         scanned = await (
             await conn.execute(query("tenant_status_scan"), {"tenant_id": tenant})
         ).fetchone()
-    return rolled, scanned
+    assert rolled is not None
+    return rolled[:6], scanned  # the last: the longest lateness, which rows do not keep
 
 
 async def test_status_rollups_match_the_table_exactly(pool: AsyncConnectionPool[Any]) -> None:

@@ -74,7 +74,7 @@ async def test_the_received_channel_keeps_the_rows_and_totals_stored_before_it(
             b" FROM meter_reads_electric"
         )
         await conn.commit()
-    assert await migrate(fresh_database_url) == ["0011"]
+    assert (await migrate(fresh_database_url))[0] == "0011"
     async with await psycopg.AsyncConnection.connect(fresh_database_url) as conn:
         params = {"tenant_id": "OLD"}
         rolled = await (await conn.execute(query("tenant_status"), params)).fetchone()
@@ -82,6 +82,6 @@ async def test_the_received_channel_keeps_the_rows_and_totals_stored_before_it(
         load = await (
             await conn.execute(b"SELECT kwh, kwh_received FROM kpi_feeder_load")
         ).fetchall()
-    assert rolled == scanned
-    assert rolled is not None and rolled[1] == 20 and rolled[3:] == (Decimal("21"), 0)
+    assert rolled is not None and rolled[:6] == scanned  # the last: late reads' lateness
+    assert rolled[1] == 20 and rolled[3:6] == (Decimal("21"), 0, 0)
     assert len(load) == 1 and load[0] == (pytest.approx(21.0), 0.0)

@@ -21,7 +21,7 @@
 -- estimate a meter's error loosely).
 -- The baseline moves (a running mean over up to 7 days) only with days that were found
 -- clean: a day of suspected theft, of near-zero use, near a drop or a mismatch (a
--- peer_ratio under 0.9, an own_corr under 0.7), or with under half its reads leaves it
+-- peer_ratio under 0.9, an own_corr under 0.75), or with under half its reads leaves it
 -- where it was. So a drop is measured from before the change for as long as it
 -- lasts. A meter silent for more than 8 days starts a new baseline.
 --
@@ -56,16 +56,37 @@ SELECT array_remove(ARRAY[
     CASE WHEN peer_ratio < LEAST(0.85, 1 - 3 * own_error) THEN 'consumption-drop' END,
     CASE WHEN zero_reads * interval_minutes >= 30 THEN 'zero-reads' END,  -- half an hour
     CASE WHEN variation < 0.15 THEN 'flat-profile' END,
-    CASE WHEN own_corr < 0.5 OR (own_corr IS NULL AND peer_corr < 0.3)
+    CASE WHEN own_corr < 0.65 OR (own_corr IS NULL AND peer_corr < 0.3)
          THEN 'profile-mismatch' END  -- peer_corr: kpi_rank_corr with the peers, by hour
 ], NULL)
+$$;
+
+-- The rank correlation of two hourly profiles over the hours both have, leaving out the
+-- two hours whose ranks disagree most (an EV's session, PV at dawn: a household's odd
+-- hours, where a whole day reversed or flattened disagrees everywhere). With no baseline
+-- yet, a meter's profile is compared with its peers' this way.
+CREATE OR REPLACE FUNCTION public.kpi_rank_corr(
+    first double precision[], second double precision[]
+) RETURNS double precision
+LANGUAGE sql IMMUTABLE AS $$
+SELECT CORR(first_rank, second_rank)
+FROM (
+    SELECT first_rank, second_rank,
+           row_number() OVER (ORDER BY abs(first_rank - second_rank) DESC) AS disagreement
+    FROM (
+        SELECT rank() OVER (ORDER BY a) AS first_rank, rank() OVER (ORDER BY b) AS second_rank
+        FROM unnest(first, second) AS hours(a, b)
+        WHERE a IS NOT NULL AND b IS NOT NULL
+    ) AS ranked
+) AS trimmed
+WHERE disagreement > 2
 $$;
 
 -- A day's hourly kWh against the baseline's expectation (share × the peers' kWh), over
 -- the hours with reads and a baseline. Robust to a few odd hours, which are an honest
 -- household's (an EV charging for two hours on some evenings, not on others; PV at dawn):
 --   own_ratio  the median of the hours' ratios of kWh to expectation;
---   own_corr   the rank correlation of the hours' kWh with their expectation;
+--   own_corr   their rank correlation with the expectation (kpi_rank_corr);
 --   own_error  the median's standard error (1.25 σ / √n), widened for a baseline learnt
 --              from few days, which carries the same noise.
 CREATE OR REPLACE FUNCTION public.kpi_compare_hours(
@@ -75,31 +96,12 @@ CREATE OR REPLACE FUNCTION public.kpi_compare_hours(
     own_ratio double precision, own_corr double precision, own_error double precision
 )
 LANGUAGE sql IMMUTABLE AS $$
-SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ratio), CORR(used_rank, expected_rank),
-       1.2533 * STDDEV_SAMP(ratio) / SQRT(COUNT(*))
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY kwh / NULLIF(share * peer, 0)),
+       public.kpi_rank_corr(array_agg(kwh), array_agg(share * peer)),
+       1.2533 * STDDEV_SAMP(kwh / NULLIF(share * peer, 0)) / SQRT(COUNT(*))
            * SQRT(1 + 1.0 / GREATEST(LEAST(baseline_days, 7), 1))
-FROM (
-    SELECT kwh / NULLIF(share * peer, 0) AS ratio,
-           rank() OVER (ORDER BY kwh) AS used_rank,
-           rank() OVER (ORDER BY share * peer) AS expected_rank
-    FROM unnest(hour_kwh, hour_peer, baseline) AS hours(kwh, peer, share)
-    WHERE kwh IS NOT NULL AND share IS NOT NULL
-) AS hours
-$$;
-
--- The rank correlation of two hourly profiles over the hours both have: with no baseline
--- yet, a meter's profile is compared with its peers' this way (an EV's two hours, or PV
--- at dawn, move a rank or two, not the whole figure).
-CREATE OR REPLACE FUNCTION public.kpi_rank_corr(
-    first double precision[], second double precision[]
-) RETURNS double precision
-LANGUAGE sql IMMUTABLE AS $$
-SELECT CORR(first_rank, second_rank)
-FROM (
-    SELECT rank() OVER (ORDER BY a) AS first_rank, rank() OVER (ORDER BY b) AS second_rank
-    FROM unnest(first, second) AS hours(a, b)
-    WHERE a IS NOT NULL AND b IS NOT NULL
-) AS ranked
+FROM unnest(hour_kwh, hour_peer, baseline) AS hours(kwh, peer, share)
+WHERE kwh IS NOT NULL AND share IS NOT NULL
 $$;
 
 -- The baseline after a meter-day: moved toward the day's hourly shares when the day was
