@@ -182,3 +182,24 @@ def test_theft_falsifies_delivered_kwh_and_leaves_received_alone() -> None:
     day = [reads(JUNE_DAY + timedelta(minutes=15 * n), ALL_PV) for n in range(1, 97)]
     means = np.mean([np.asarray(batch.kwh) for batch in day], axis=0)
     assert np.allclose(stolen.kwh, means, atol=2e-4)
+
+
+def test_the_fleet_report_shows_each_kind_of_meter_against_its_anchors() -> None:
+    from datetime import date
+
+    from app.report import fleet_stats, format_report
+    from producer.diversity import FleetMix
+
+    mix = FleetMix(pv_share=0.08, ev_share=0.05)
+    stats = fleet_stats("REPORT", 2_000, 25, 7, start=date(2026, 6, 1), mix=mix)
+    none = fleet_stats("REPORT", 2_000, 25, 7, start=date(2026, 6, 1), mix=FleetMix(0.08, 0))
+    groups = {group.name: group for group in stats.groups}
+    assert set(groups) == {"neither", "PV", "EV", "PV and EV"}
+    assert sum(group.meters for group in stats.groups) == 2_000
+    assert 0.06 < stats.pv_meters / 2_000 < 0.10 and 0.035 < stats.ev_meters / 2_000 < 0.065
+    assert groups["neither"].received == 0 and groups["PV"].received > 5  # June: exports
+    assert groups["EV"].evening_kw > groups["neither"].evening_kw
+    added = (stats.daily_kwh_mean - none.daily_kwh_mean) * 2_000 / stats.ev_meters
+    assert 5.0 < added < 8.0  # a charger's day, against RECS 2020's 2,363 kWh a year
+    report = format_report(stats)
+    assert "per kind of meter" in report and "PV and EV" in report
