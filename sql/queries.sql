@@ -271,11 +271,14 @@ WITH reads AS (
     CROSS JOIN LATERAL (SELECT latest.completeness >= 0.5 AND NOT latest.near_zero
                                AND cardinality(latest.reasons) = 0
                                AND COALESCE(latest.peer_ratio, 1) >= 0.9
-                               AND COALESCE(latest.own_corr, 1) >= 0.75 AS is_clean) AS clean
+                               AND COALESCE(latest.own_corr, 1) >= 0.8
+                               AND COALESCE(latest.peer_rank, 1) >= 0.55 AS is_clean) AS clean
 ), compared AS (
     SELECT features.*, hours.hour_kwh, hours.hour_peer, hours.generator, carried.baseline,
            COALESCE(carried.baseline_days, 0) AS baseline_days, versus.own_ratio,
-           versus.own_corr, versus.own_error, features.reads * features.interval_minutes >= 0.8 * 1440 AS judged
+           versus.own_corr, versus.own_error,
+           public.kpi_rank_corr(hours.hour_kwh, hours.hour_peer) AS peer_rank,
+           features.reads * features.interval_minutes >= 0.8 * 1440 AS judged
     FROM features
     JOIN hours USING (meter_id)
     LEFT JOIN carried USING (meter_id)
@@ -298,9 +301,7 @@ WITH reads AS (
                                     GREATEST(compared.own_error, feeder_medians.own_error),
                                     compared.zero_reads::integer,
                                     compared.interval_minutes, compared.variation,
-                                    compared.own_corr,
-                                    public.kpi_rank_corr(compared.hour_kwh, compared.hour_peer))
-               AS reasons
+                                    compared.own_corr, compared.peer_rank) AS reasons
     FROM compared
     LEFT JOIN feeder_medians USING (feeder_id)
     CROSS JOIN LATERAL (SELECT compared.own_ratio / NULLIF(feeder_medians.own_ratio, 0)
@@ -310,11 +311,11 @@ WITH reads AS (
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
          zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
          baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
-         generator)
+         generator, peer_rank)
     SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
            zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
            baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
-           generator
+           generator, peer_rank
     FROM verdicts
     ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
         feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
@@ -326,7 +327,8 @@ WITH reads AS (
         own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,
         own_error = EXCLUDED.own_error,
         peer_ratio = EXCLUDED.peer_ratio, near_zero = EXCLUDED.near_zero,
-        reasons = EXCLUDED.reasons, generator = EXCLUDED.generator
+        reasons = EXCLUDED.reasons, generator = EXCLUDED.generator,
+        peer_rank = EXCLUDED.peer_rank
 )
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
 VALUES (%(tenant_id)s, %(day)s, %(reads)s)

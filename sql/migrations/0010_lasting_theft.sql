@@ -21,8 +21,9 @@
 -- estimate a meter's error loosely).
 -- The baseline moves (a running mean over up to 7 days) only with days that were found
 -- clean: a day of suspected theft, of near-zero use, near a drop or a mismatch (a
--- peer_ratio under 0.9, an own_corr under 0.75), or with under half its reads leaves it
--- where it was. So a drop is measured from before the change for as long as it
+-- peer_ratio under 0.9, an own_corr under 0.8, a peer_rank under 0.55), or with under
+-- half its reads leaves it where it was. peer_rank, the day's hourly profile against its
+-- peers' (kpi_rank_corr), is the one comparison a lasting theft cannot teach. So a drop is measured from before the change for as long as it
 -- lasts. A meter silent for more than 8 days starts a new baseline.
 --
 -- A meter that has exported (rooftop PV, net metered: sql/migrations/0011) is a generator
@@ -43,21 +44,22 @@ ALTER TABLE public.kpi_meter_day_features
     ADD COLUMN IF NOT EXISTS peer_ratio    double precision,
     ADD COLUMN IF NOT EXISTS near_zero     boolean NOT NULL DEFAULT false,
     ADD COLUMN IF NOT EXISTS reasons       text[] NOT NULL DEFAULT '{}',
-    ADD COLUMN IF NOT EXISTS generator     boolean NOT NULL DEFAULT false;
+    ADD COLUMN IF NOT EXISTS generator     boolean NOT NULL DEFAULT false,
+    ADD COLUMN IF NOT EXISTS peer_rank     double precision;
 
 -- The rules, written once: what a judged meter-day's features say about theft.
 CREATE OR REPLACE FUNCTION public.kpi_theft_reasons(
     peer_ratio double precision, own_error double precision, zero_reads integer,
     interval_minutes integer,
-    variation double precision, own_corr double precision, peer_corr double precision
+    variation double precision, own_corr double precision, peer_rank double precision
 ) RETURNS text[]
 LANGUAGE sql IMMUTABLE AS $$
 SELECT array_remove(ARRAY[
     CASE WHEN peer_ratio < LEAST(0.85, 1 - 3 * own_error) THEN 'consumption-drop' END,
     CASE WHEN zero_reads * interval_minutes >= 30 THEN 'zero-reads' END,  -- half an hour
     CASE WHEN variation < 0.15 THEN 'flat-profile' END,
-    CASE WHEN own_corr < 0.65 OR (own_corr IS NULL AND peer_corr < 0.3)
-         THEN 'profile-mismatch' END  -- peer_corr: kpi_rank_corr with the peers, by hour
+    CASE WHEN own_corr < 0.65 OR peer_rank < 0.3 OR (own_corr < 0.85 AND peer_rank < 0.55)
+         THEN 'profile-mismatch' END
 ], NULL)
 $$;
 
@@ -129,7 +131,7 @@ SELECT tenant_id, feeder_id, meter_id, day, reads, interval_minutes, kwh_per_rea
        reads * interval_minutes >= 0.8 * 1440 AS judged,
        own_ratio, own_corr, own_error, peer_ratio, baseline_days, near_zero, reasons,
        (kwh_per_read * 60.0 / interval_minutes)::double precision AS mean_kw,
-       hour_kwh, hour_peer, baseline, generator
+       hour_kwh, hour_peer, baseline, generator, peer_rank
 FROM public.kpi_meter_day_features;
 
 -- A day's suspects: read from the verdicts stored with its features.
