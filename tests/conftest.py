@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.app import create_app
 from app.embedded import running_services
 from app.migrate import migrate
+from consumer.worker import Consumer
 from gridlens.connections import postgres_pool, redis_client
 from gridlens.settings import Settings
 
@@ -163,3 +164,21 @@ async def pool(database_url: str) -> AsyncIterator[AsyncConnectionPool[Any]]:
         yield connection_pool
     finally:
         await connection_pool.close()
+
+
+@pytest.fixture
+def tenant(namespace: str) -> str:
+    """A tenant id of the test's own (the namespace, as a tenant id may spell it)."""
+    return namespace.replace("-", "_")
+
+
+@pytest.fixture
+async def consumer(
+    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any]
+) -> AsyncIterator[None]:
+    """A consumer ingesting the test's stream while the test runs."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
+    yield
+    stop.set()
+    await task

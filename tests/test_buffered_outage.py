@@ -5,17 +5,13 @@ doubled, also when the interval after it is published twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from psycopg_pool import AsyncConnectionPool
 
-from consumer.worker import Consumer
-from gridlens.settings import Settings
 from producer.backlog import missed_read_times
 from producer.events import Event, EventType, members
 from producer.fleet import feeder_meters
@@ -25,22 +21,6 @@ from tests.conftest import TEST_API_KEY
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 START = datetime(2026, 3, 2, 10, tzinfo=UTC)
 METERS, FEEDERS = 200, 10
-
-
-@pytest.fixture
-def tenant(namespace: str) -> str:
-    return namespace.replace("-", "_")
-
-
-@pytest.fixture
-async def consumer(
-    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any]
-) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
-    yield
-    stop.set()
-    await task
 
 
 async def publish(client: TestClient[Any, Any], tenant: str, read_at: datetime) -> Any:

@@ -4,7 +4,6 @@ public.meter_reads_electric → status → quickcheck, over real Redis and Postg
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,6 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 from psycopg_pool import AsyncConnectionPool
 
-from consumer.worker import Consumer
 from gridlens.entry import ENTRY_FIELD, decode, encode
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
@@ -29,22 +27,6 @@ from tests.test_consumer import feeder_batch
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 NOON = datetime(2026, 6, 15, 12, 15, tzinfo=UTC)  # midsummer midday: PV exports
 METERS, FEEDERS = 500, 10
-
-
-@pytest.fixture
-def tenant(namespace: str) -> str:
-    return namespace.replace("-", "_")
-
-
-@pytest.fixture
-async def consumer(
-    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any]
-) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
-    yield
-    stop.set()
-    await task
 
 
 async def stored(pool: AsyncConnectionPool[Any], tenant: str) -> dict[str, tuple[float, float]]:

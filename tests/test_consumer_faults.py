@@ -80,11 +80,6 @@ class Consumers:
 
 
 @pytest.fixture
-def tenant(namespace: str) -> str:
-    return namespace.replace("-", "_")
-
-
-@pytest.fixture
 def consumers(
     database_url: str, servers: Servers, namespace: str, tmp_path: Path
 ) -> Iterator[Consumers]:

@@ -18,11 +18,6 @@ from tests.conftest import TEST_API_KEY
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
 
 
-@pytest.fixture
-def tenant(namespace: str) -> str:
-    return namespace.replace("-", "_")
-
-
 def theft(tenant: str, **changes: Any) -> dict[str, Any]:
     return {
         "tenantId": tenant,

@@ -30,11 +30,6 @@ Post = Callable[..., Awaitable[tuple[int, Any, Any]]]
 
 
 @pytest.fixture
-def tenant(namespace: str) -> str:
-    return namespace.replace("-", "_")
-
-
-@pytest.fixture
 def post(client: TestClient[Any, Any], tenant: str) -> Post:
     async def send(
         body: Any = None, *, raw: bytes | None = None, **fields: Any
