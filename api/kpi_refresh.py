@@ -10,6 +10,7 @@ runs passes in the background, so whichever is free keeps them current.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -24,28 +25,41 @@ from gridlens.sqlfiles import query
 log = logging.getLogger(__name__)
 
 REFRESH_EVERY_S: Final = 30.0
-PASS_TIMEOUT_MS: Final = 600_000  # a first pass over a large backfill takes a while
+PASS_TIMEOUT_MS: Final = 600_000  # one day's refresh, at most
 
 
 async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, datetime]]:
     """Recompute the features of every changed day; return the (tenant, day) refreshed.
 
-    Returns [] at once when another process is doing a pass.
+    Each day is committed on its own, oldest first (a day's verdict starts from the days
+    before it): a pass cut short keeps what it did, and quickcheck sees each day as soon
+    as it is done. Returns [] at once when another process is doing a pass.
     """
     refreshed: list[tuple[str, datetime]] = []
-    async with pool.connection() as conn, conn.transaction():
-        await conn.execute(query("statement_budget"), {"milliseconds": str(PASS_TIMEOUT_MS)})
+    async with pool.connection() as conn:
         locked = await (await conn.execute(query("refresh_lock"))).fetchone()
+        await conn.commit()
         if not locked or not locked[0]:
             return refreshed
-        stale = await (await conn.execute(query("stale_days"))).fetchall()
-        for tenant_id, day, reads in stale:
-            await conn.execute(
-                query("refresh_meter_days"), {"tenant_id": tenant_id, "day": day, "reads": reads}
-            )
-            refreshed.append((tenant_id, day))
-        if len(refreshed) > 1:  # a backfill's worth: plans need statistics before autovacuum
-            await conn.execute(query("analyze_features"))
+        try:
+            stale = await (await conn.execute(query("stale_days"))).fetchall()
+            await conn.commit()
+            for tenant_id, day, reads in stale:
+                async with conn.transaction():
+                    budget = {"milliseconds": str(PASS_TIMEOUT_MS)}
+                    await conn.execute(query("statement_budget"), budget)
+                    params = {"tenant_id": tenant_id, "day": day, "reads": reads}
+                    await conn.execute(query("refresh_meter_days"), params)
+                refreshed.append((tenant_id, day))
+            if len(refreshed) > 1:  # a backfill's worth: plans need statistics now
+                await conn.execute(query("analyze_features"))
+                await conn.commit()
+        finally:
+            # Whatever was left open, then the lock. A broken connection took both with it.
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+                await conn.execute(query("refresh_unlock"))
+                await conn.commit()
     if refreshed:
         log.info("kpi features refreshed", extra={"action": "kpi_refresh", "days": len(refreshed)})
     return refreshed

@@ -18,6 +18,7 @@ from gridlens.queue import queue_depth
 from producer import metrics
 from producer.diversity import has_ev, has_pv
 from producer.event_store import active_events
+from producer.events import Event
 from producer.planner import Plan
 from producer.publisher import Backpressure, Published, PublishFailed
 from producer.randomness import text_seed
@@ -132,7 +133,8 @@ async def publish_once(request: web.Request) -> web.Response:
 
 
 async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
-    plan = await ctx.publisher.plan(publish_request)
+    events = await _events(ctx, publish_request)
+    plan, late = await ctx.publisher.plan(publish_request, events)
     state = await queue_depth(ctx.redis, ctx.keys)
     rate = ctx.settings.caps.reads_per_second
     metrics.PUBLISHES.labels("dry_run").inc()
@@ -144,21 +146,19 @@ async def _dry_run(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
         "computedFeederCount": publish_request.feeder_count,
         "computedBatches": plan.jobs,
         **_mix_meters(plan),
-        "estimatedJobs": plan.jobs,
+        "estimatedJobs": plan.jobs + len(late.jobs),
+        "estimatedLateReads": late.reads,  # a buffered outage's backlog (producer/backlog.py)
         # Publishes in progress share the rate cap: their reads go first.
-        "estimatedRuntimeSeconds": round((state.delayed_reads + plan.meters) / rate, 1),
+        "estimatedRuntimeSeconds": round(
+            (state.delayed_reads + plan.meters + late.reads) / rate, 1
+        ),
         "queue": {"waiting": state.waiting, "delayed": state.delayed},
-        "safetyWarnings": _warnings(plan),
+        "safetyWarnings": _warnings(plan) + late.warnings(),
     }
 
 
 async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str, Any]:
-    events = await active_events(
-        ctx.pool,
-        publish_request.tenant_id,
-        publish_request.read_at,
-        publish_request.interval_minutes,
-    )
+    events = await _events(ctx, publish_request)
     try:
         with metrics.PUBLISH_SECONDS.time():
             published = await ctx.publisher.publish(publish_request, events)
@@ -175,16 +175,26 @@ async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
         metrics.PUBLISHES.labels("failed").inc()
         raise ApiError(
             503,
-            f"Redis failed part-way through the publish: {failed.jobs} of {failed.plan.jobs} "
+            f"Redis failed part-way through the publish: {failed.jobs} of {failed.planned_jobs} "
             f"jobs ({failed.reads} reads) were enqueued; publishing the same readAt again is "
             f"harmless ({failed.error})",
             enqueuedJobs=failed.jobs,
             enqueuedReads=failed.reads,
-            plannedJobs=failed.plan.jobs,
+            plannedJobs=failed.planned_jobs,
             readAt=_iso(failed.plan.request),
         ) from None
     metrics.PUBLISHES.labels("ok").inc()
     return _result(published)
+
+
+async def _events(ctx: ApiContext, publish_request: PublishRequest) -> list[Event]:
+    """The events the publish applies, and those a buffered outage's backlog met."""
+    return await active_events(
+        ctx.pool,
+        publish_request.tenant_id,
+        publish_request.read_at,
+        publish_request.interval_minutes,
+    )
 
 
 def _result(published: Published) -> dict[str, Any]:

@@ -183,9 +183,10 @@ async def write(database_url: str, cases: Sequence[Case]) -> int:
                 for first in range(0, len(meters), BATCH_METERS):
                     batch = meters[first : first + BATCH_METERS]
                     jobs.put_nowait((case, read_at, feeder, batch, False, case.events))
-            for late in backlog.late_jobs(request(case, read_at), case.events, 1, case.meters):
-                events = tuple(backlog.without(case.events, late.outage))
-                jobs.put_nowait((case, late.read_at, late.feeder, late.meters, True, events))
+            publish = request(case, read_at)
+            as_read = tuple(backlog.as_read(case.events, publish))
+            for late in backlog.late_jobs(publish, case.events, 1, case.meters):
+                jobs.put_nowait((case, late.read_at, late.feeder, late.meters, True, as_read))
     rows = 0
 
     async def writer() -> None:

@@ -11,6 +11,18 @@ READS_DUPLICATE = Counter(
     "gridlens_consumer_reads_duplicate_total",
     "Reads skipped because they were already stored (a redelivery or a re-publish).",
 )
+MAX_TENANT_LABELS = 50  # tenants are chosen by clients: the series per process stay bounded
+_labelled_tenants: set[str] = set()
+
+
+def tenant_label(tenant_id: str) -> str:
+    """The tenant's own label for the first MAX_TENANT_LABELS tenants seen, "other" after."""
+    if tenant_id in _labelled_tenants or len(_labelled_tenants) < MAX_TENANT_LABELS:
+        _labelled_tenants.add(tenant_id)
+        return tenant_id
+    return "other"
+
+
 LATE_READS = Counter(
     "gridlens_consumer_late_reads_total",
     "Reads stored late: a buffered comms outage's missed reads, delivered after it.",
@@ -18,7 +30,8 @@ LATE_READS = Counter(
 )
 LATENESS_SECONDS = Histogram(
     "gridlens_consumer_read_lateness_seconds",
-    "Read time to stored time of each late job (a buffered outage's backlog), per tenant.",
+    "Read time to stored time of each late job (a buffered outage's backlog), per tenant"
+    " (the first 50 a process sees; the rest as other).",
     ["tenant"],
     buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200, 604800),
 )

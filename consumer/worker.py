@@ -316,9 +316,10 @@ class Consumer:
         metrics.READS_INSERTED.inc(inserted)
         metrics.READS_DUPLICATE.inc(len(batch) - inserted)
         if batch.late and inserted:
-            metrics.LATE_READS.labels(batch.tenant_id).inc(inserted)
+            tenant = metrics.tenant_label(batch.tenant_id)
+            metrics.LATE_READS.labels(tenant).inc(inserted)
             lateness = datetime.now(UTC) - batch.read_at
-            metrics.LATENESS_SECONDS.labels(batch.tenant_id).observe(lateness.total_seconds())
+            metrics.LATENESS_SECONDS.labels(tenant).observe(lateness.total_seconds())
         if depth is not None:
             metrics.QUEUE_WAITING.set(depth.waiting)
             metrics.QUEUE_PENDING.set(depth.pending)

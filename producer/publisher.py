@@ -33,10 +33,11 @@ from gridlens.keys import Keys
 from gridlens.scripts import Admitted, Enqueued, Refused, Scripts
 from gridlens.settings import Caps
 from producer import backlog, metrics
+from producer.backlog import Backlog, plan_with_backlog
 from producer.batch import generate_batch
 from producer.events import Event
 from producer.pace import PaceLog
-from producer.planner import Plan, plan_publish
+from producer.planner import Plan
 from producer.request import PublishRequest
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,15 @@ class Backpressure(GridLensError):
 class PublishFailed(GridLensError):
     """Redis failed part-way: ``jobs`` of ``planned_jobs`` went out."""
 
-    def __init__(self, error: RedisError, jobs: int, reads: int, plan: Plan) -> None:
+    def __init__(
+        self, error: RedisError, jobs: int, reads: int, plan: Plan, planned_jobs: int
+    ) -> None:
         super().__init__(str(error))
         self.error = error
         self.jobs = jobs
         self.reads = reads
         self.plan = plan
+        self.planned_jobs = planned_jobs  # the late jobs of a buffered outage included
 
 
 @dataclass(frozen=True)
@@ -91,23 +95,6 @@ class _Sent:
     skipped: int = 0
 
 
-@dataclass(frozen=True)
-class _Late:
-    """The late jobs a publish carries, and those its share of the job cap left out."""
-
-    jobs: list[backlog.LateJob]
-    dropped: int
-
-    def warnings(self) -> list[str]:
-        if not self.dropped:
-            return []
-        return [
-            f"a buffered outage's backlog needed {self.dropped} more jobs than the job cap "
-            "left room for: its oldest read times were not delivered (as a meter's full "
-            "buffer drops its oldest)"
-        ]
-
-
 class Publisher:
     def __init__(self, client: aioredis.Redis, keys: Keys, caps: Caps) -> None:
         self.client = client
@@ -115,10 +102,10 @@ class Publisher:
         self.caps = caps
         self.scripts = Scripts(client, keys)
 
-    async def plan(self, request: PublishRequest) -> Plan:
+    async def plan(self, request: PublishRequest, events: list[Event]) -> tuple[Plan, Backlog]:
         """The plan a publish would follow now (the tenant's cursor as it stands)."""
         cursor = await self.client.get(self.keys.cursor(request.tenant_id))
-        return plan_publish(request, self.caps.jobs_per_publish, int(cursor or 1))
+        return plan_with_backlog(request, events, self.caps.jobs_per_publish, int(cursor or 1))
 
     async def publish(self, request: PublishRequest, events: list[Event]) -> Published:
         """Admit the publish and enqueue every job of its plan, paced: the interval's, then
@@ -126,6 +113,7 @@ class Publisher:
         publish_id = uuid.uuid4().hex[:16]
         started = time.monotonic()
         plan, late, cursor_before = await self._admit(request, events, publish_id)
+        planned_jobs = plan.jobs + len(late.jobs)
         sent = _Sent(PaceLog(self.caps.reads_per_second))
         try:
             for feeder, meters in plan.job_meters():
@@ -150,12 +138,14 @@ class Publisher:
                     "action": "publish_failed",
                     "publishId": publish_id,
                     "jobs": sent.jobs,
-                    "plannedJobs": plan.jobs + len(late.jobs),
+                    "plannedJobs": planned_jobs,
                     "reads": sent.reads + sent.late_reads,
                     "error": str(error),
                 },
             )
-            raise PublishFailed(error, sent.jobs, sent.reads + sent.late_reads, plan) from error
+            raise PublishFailed(
+                error, sent.jobs, sent.reads + sent.late_reads, plan, planned_jobs
+            ) from error
         await self.scripts.release(publish_id=publish_id, tenant_id=request.tenant_id)
         elapsed_s = time.monotonic() - started
         return Published(
@@ -173,12 +163,13 @@ class Publisher:
     async def _send_late(
         self,
         request: PublishRequest,
-        late: _Late,
+        late: Backlog,
         events: list[Event],
         publish_id: str,
         sent: _Sent,
     ) -> None:
         """The reads a buffered outage kept, as they were read then, marked late."""
+        as_read = backlog.as_read(events, request)
         for job in late.jobs:
             batch = generate_batch(
                 publish_id=publish_id,
@@ -187,7 +178,7 @@ class Publisher:
                 meter_numbers=job.meters,
                 read_at=job.read_at,
                 interval_minutes=request.interval_minutes,
-                events=backlog.without(events, job.outage),
+                events=as_read,
                 mix=request.mix,
                 late=True,
             )
@@ -209,24 +200,19 @@ class Publisher:
 
     async def _admit(
         self, request: PublishRequest, events: list[Event], publish_id: str
-    ) -> tuple[Plan, _Late, str]:
+    ) -> tuple[Plan, Backlog, str]:
         stored = await self.client.get(self.keys.cursor(request.tenant_id))
         cursor = stored.decode() if isinstance(stored, bytes) else ""
-        cap = self.caps.jobs_per_publish
-        room = backlog.room_needed(request, events, cap)  # the backlog shares the job cap
         for _ in range(CURSOR_RETRIES):
             raw = cursor
-            plan = plan_publish(request, cap - room, int(raw or 1))
-            late = _Late(
-                *backlog.backlog(
-                    request, events, plan.first_meter, plan.last_meter, cap - plan.jobs
-                )
+            plan, late = plan_with_backlog(
+                request, events, self.caps.jobs_per_publish, int(raw or 1)
             )
             outcome = await self.scripts.reserve(
                 publish_id=publish_id,
                 tenant_id=request.tenant_id,
                 jobs=plan.jobs + len(late.jobs),
-                reads=plan.meters + backlog.late_reads(late.jobs),
+                reads=plan.meters + late.reads,
                 max_depth=self.caps.queue_depth,
                 lease_us=LEASE_US,
                 cursor_seen=raw,

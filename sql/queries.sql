@@ -225,7 +225,7 @@ WITH reads AS (
                              AT TIME ZONE 'UTC')::integer AS hour
     FROM public.meter_reads_electric
     WHERE tenant_id = %(tenant_id)s
-      AND read_at > %(day)s AND read_at <= %(day)s + interval '1 day'
+      AND read_at > %(day)s AND read_at <= %(day)s + interval '24 hours'  -- in any time zone
 ), features AS (
     SELECT MODE() WITHIN GROUP (ORDER BY feeder_id) AS feeder_id, meter_id, COUNT(*) AS reads,
            MIN(interval_minutes) AS interval_minutes, AVG(kwh) AS kwh_per_read,
@@ -239,7 +239,7 @@ WITH reads AS (
     SELECT DISTINCT ON (earlier.meter_id) earlier.*
     FROM public.kpi_meter_days AS earlier
     WHERE earlier.tenant_id = %(tenant_id)s
-      AND earlier.day >= %(day)s - interval '8 days' AND earlier.day < %(day)s
+      AND earlier.day >= %(day)s - interval '192 hours' AND earlier.day < %(day)s
     ORDER BY earlier.meter_id, earlier.day DESC
 ), hourly AS (
     SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(feeder_kwh) AS peer,
@@ -340,8 +340,12 @@ ON CONFLICT (tenant_id, day) DO UPDATE SET reads = EXCLUDED.reads, refreshed_at 
 ANALYZE public.kpi_meter_day_features
 
 -- name: refresh_lock
--- One refresher at a time, across every API process; released at the end of the transaction.
-SELECT pg_try_advisory_xact_lock(7349827350)
+-- One refresher at a time, across every API process; held by the session through its pass
+-- (which commits day by day), released by refresh_unlock or when the session ends.
+SELECT pg_try_advisory_lock(7349827350)
+
+-- name: refresh_unlock
+SELECT pg_advisory_unlock(7349827350)
 
 -- name: theft_refreshed_at
 SELECT refreshed_at FROM public.kpi_refreshed_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s

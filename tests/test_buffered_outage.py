@@ -23,8 +23,11 @@ START = datetime(2026, 3, 2, 10, tzinfo=UTC)
 METERS, FEEDERS = 200, 10
 
 
-async def publish(client: TestClient[Any, Any], tenant: str, read_at: datetime) -> Any:
+async def publish(
+    client: TestClient[Any, Any], tenant: str, read_at: datetime, dry_run: bool = False
+) -> Any:
     body = {
+        "dryRun": dry_run,
         "tenantId": tenant,
         "meterCount": METERS,
         "feederCount": FEEDERS,
@@ -50,6 +53,17 @@ async def rows_when(pool: AsyncConnectionPool[Any], tenant: str, count: int) -> 
             return list(rows)
         await asyncio.sleep(0.05)
     pytest.fail(f"{len(rows)} rows stored, never {count}")
+
+
+async def drained(client: TestClient[Any, Any], tenant: str) -> Any:
+    """Status once the queue holds nothing waiting, in flight or being published."""
+    for _ in range(300):
+        status = await (await client.get(f"/api/ami/scale/status?tenantId={tenant}")).json()
+        queue = status["queue"]
+        if queue["waiting"] == queue["active"] == queue["delayed"] == 0:
+            return status
+        await asyncio.sleep(0.05)
+    pytest.fail(f"the queue never drained: {status}")
 
 
 async def test_a_buffered_outage_leaves_a_gap_then_fills_it_late_and_once(
@@ -104,20 +118,19 @@ async def test_a_buffered_outage_leaves_a_gap_then_fills_it_late_and_once(
         assert [row[1] for row in await cursor.fetchall()] == [METERS] + [METERS - out] * 3
 
     after = START + timedelta(minutes=75)  # 11:15, the first read after the outage
+    plan = await publish(client, tenant, after, dry_run=True)
+    assert plan["estimatedLateReads"] == 3 * out and plan["estimatedJobs"] == 10 + 3
     answer = await publish(client, tenant, after)
     assert answer["lateReads"] == 3 * out and answer["reads"] == METERS
     again = await publish(client, tenant, after)  # a retry of the same interval
     assert again["lateReads"] == 3 * out
+    status = await drained(client, tenant)  # both publishes' entries ingested
+    assert status["totalReads"] == 5 * METERS and status["lateReads"] == 3 * out  # once
+    assert status["lateSecondsMax"] > 0
     rows = await rows_when(pool, tenant, 5 * METERS)
-    await asyncio.sleep(0.5)  # the retry's entries ingested too
-    rows = await rows_when(pool, tenant, 5 * METERS)
-    assert len(rows) == 5 * METERS == len({(meter, at) for meter, at, _ in rows})
+    assert len(rows) == 5 * METERS
     late = [(meter, at) for meter, at, is_late in rows if is_late]
     assert len(late) == 3 * out and {at for _, at in late} == set(missed)
-
-    status = await (await client.get(f"/api/ami/scale/status?tenantId={tenant}")).json()
-    assert status["totalReads"] == 5 * METERS and status["lateReads"] == 3 * out
-    assert status["lateSecondsMax"] > 0
     async with pool.connection() as conn:
         cursor = await conn.execute(
             b"SELECT reads_received FROM kpi_read_completeness"

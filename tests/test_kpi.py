@@ -190,7 +190,7 @@ async def test_theft_detection_finds_every_pattern(
 
 
 async def test_a_lasting_theft_is_measured_from_before_it_began(
-    pool: AsyncConnectionPool[Any],
+    pool: AsyncConnectionPool[Any], database_url: str
 ) -> None:
     """A 7-day trailing baseline was all theft by a theft's eighth day, and it was no longer
     found. The baseline (0010) moves only with clean days: after 10 days of theft the
@@ -211,12 +211,22 @@ async def test_a_lasting_theft_is_measured_from_before_it_began(
         params={"pattern": "h1", "alpha": 0.6},
     )
     await ingest(pool, tenant, 200, first_day, 12 * 96, events=(theft,), feeders=10)
-    async with pool.connection() as conn:
-        await conn.execute(b"SET TIME ZONE 'Europe/Berlin'")
-    await refresh_stale_days(pool)
+    berlin = AsyncConnectionPool(  # sessions whose time zone moves its clocks on 29 March
+        database_url,
+        min_size=1,
+        max_size=1,
+        kwargs={"options": "-c TimeZone=Europe/Berlin"},
+        open=False,
+    )
+    async with berlin:
+        await refresh_stale_days(berlin)
     thieves = truth_of(text_seed(tenant), theft, 200, feeders=10)
     assert len(thieves) >= 3
     async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT min(reads), max(reads) FROM kpi_meter_days WHERE tenant_id = %s", [tenant]
+        )
+        assert await cursor.fetchone() == (96, 96)  # 29 March too: a UTC day is 24 hours
         for day in (first_day + timedelta(days=n) for n in range(12)):
             params = {"tenant_id": tenant, "day": day}
             suspects = await (await conn.execute(query("theft_suspects"), params)).fetchall()

@@ -74,10 +74,12 @@ LANGUAGE sql IMMUTABLE AS $$
 SELECT CORR(first_rank, second_rank)
 FROM (
     SELECT first_rank, second_rank,
-           row_number() OVER (ORDER BY abs(first_rank - second_rank) DESC) AS disagreement
+           row_number() OVER (ORDER BY abs(first_rank - second_rank) DESC, hour)
+               AS disagreement  -- ties go to the earlier hour: the same data, the same answer
     FROM (
-        SELECT rank() OVER (ORDER BY a) AS first_rank, rank() OVER (ORDER BY b) AS second_rank
-        FROM unnest(first, second) AS hours(a, b)
+        SELECT hour, rank() OVER (ORDER BY a) AS first_rank,
+               rank() OVER (ORDER BY b) AS second_rank
+        FROM unnest(first, second) WITH ORDINALITY AS hours(a, b, hour)
         WHERE a IS NOT NULL AND b IS NOT NULL
     ) AS ranked
 ) AS trimmed
