@@ -77,32 +77,25 @@ SAGS = ((6, 6, 3, 0.5), (10, 17, 4, 0.5), (12, 8, 6, 0.5), (15, 0, 24, 1.0), (22
 
 def confounders(tenant: str) -> tuple[Event, ...]:
     """Day 8's comms outages (every other one buffered) and voltage sags."""
-    outages = tuple(
+    kinds = ((EventType.COMMS_OUTAGE, 2_000, OUTAGES), (EventType.VOLTAGE_SAG, 3_000, SAGS))
+    return tuple(
         event(
             tenant,
-            2_000 + n,
-            EventType.COMMS_OUTAGE,
+            first_id + n,
+            kind,
             f,
             day=8,
             hour=h,
             hours=d,
             fraction=p,
-            params={"buffered": True} if n % 2 else {},
+            params=_confound_params(kind, n),
         )
-        for n, (f, h, d, p) in enumerate(OUTAGES)
+        for kind, first_id, table in kinds
+        for n, (f, h, d, p) in enumerate(table)
     )
-    sags = tuple(
-        event(
-            tenant,
-            3_000 + n,
-            EventType.VOLTAGE_SAG,
-            f,
-            day=8,
-            hour=h,
-            hours=d,
-            fraction=p,
-            params={"depthPct": 12.0},
-        )
-        for n, (f, h, d, p) in enumerate(SAGS)
-    )
-    return outages + sags
+
+
+def _confound_params(kind: EventType, n: int) -> dict[str, Any]:
+    if kind is EventType.VOLTAGE_SAG:
+        return {"depthPct": 12.0}
+    return {"buffered": True} if n % 2 else {}

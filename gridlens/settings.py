@@ -167,12 +167,17 @@ def _resolved(name: str, value: str | None) -> str:
     return value
 
 
+def _is_share(value: float) -> bool:
+    """A share of a fleet: 0 to 1."""
+    return 0.0 <= value <= 1.0
+
+
 def _shares(pv: str, ev: str) -> tuple[float, float] | None:
     try:
         pair = (float(pv), float(ev))
     except ValueError:
         return None
-    return pair if all(0.0 <= share <= 1.0 for share in pair) else None
+    return pair if all(map(_is_share, pair)) else None
 
 
 def redact_url(url: str) -> str:
@@ -212,28 +217,25 @@ class _Env:
         return value
 
     def seconds(self, name: str, default: float) -> float:
-        raw = self.raw(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number of seconds") from None
+        value = self.number(name, default, "a number of seconds")
         if not 0 < value <= 3_600:
-            raise SettingsError(f"{name}={raw} is outside (0, 3600] seconds")
+            raise SettingsError(f"{name}={value:g} is outside (0, 3600] seconds")
         return value
 
     def share(self, name: str, default: float) -> float:
+        value = self.number(name, default, "a number")
+        if not _is_share(value):
+            raise SettingsError(f"{name}={value:g} is outside [0, 1]")
+        return value
+
+    def number(self, name: str, default: float, what: str) -> float:
         raw = self.raw(name)
         if raw is None:
             return default
         try:
-            value = float(raw)
+            return float(raw)
         except ValueError:
-            raise SettingsError(f"{name}={raw!r} is not a number") from None
-        if not 0.0 <= value <= 1.0:
-            raise SettingsError(f"{name}={raw} is outside [0, 1]")
-        return value
+            raise SettingsError(f"{name}={raw!r} is not {what}") from None
 
     def tenant_shares(self, name: str) -> dict[str, tuple[float, float]]:
         """``TENANT=pv/ev`` pairs, comma-separated: ``DEMO_TENANT=0.3/0.1,RURAL=0.1/0``."""

@@ -31,7 +31,7 @@ from typing import Final
 import numpy as np
 
 from producer.model import DAYS_PER_YEAR, MINUTES_PER_DAY
-from producer.randomness import FloatArray, Stream, hashes, normal, uniform
+from producer.randomness import FloatArray, Stream, hashes, lognormal_noise, normal, uniform
 from producer.randomness import fields as hash_fields
 
 # PV systems (LBNL, Tracking the Sun, 2021 edition: residential median 6.5 kW DC in 2020,
@@ -229,9 +229,7 @@ def pv_kwh(
         (position > 0.0) & (position < 1.0), np.sin(np.pi * warped) ** SHAPE_POWER, 0.0
     )
     clear_kw = rating_kw * (CLEAR_PEAK_KW_PER_KW + CLEAR_PEAK_SEASONAL * season)
-    noise = np.exp(
-        PV_NOISE_SIGMA * normal(seed, Stream.PV_NOISE, minutes, meters) - PV_NOISE_SIGMA**2 / 2
-    )
+    noise = lognormal_noise(PV_NOISE_SIGMA, seed, Stream.PV_NOISE, minutes, meters)
     sky = sky_clearness(seed, feeders, day, minutes)
     result: FloatArray = clear_kw * shape * sky * noise * (interval_minutes / 60.0)
     return result

@@ -32,8 +32,8 @@ import numpy as np
 from gridlens.entry import FEEDER_PATTERN, TENANT_PATTERN
 from gridlens.errors import GridLensError
 from gridlens.timestamps import OutOfRange, parse_utc
-from producer.model import KWH_NOISE_SIGMA, MINUTES_PER_DAY, honest_kwh
-from producer.randomness import FloatArray, Stream, normal, uniform
+from producer.model import KWH_NOISE_SIGMA, MINUTES_PER_DAY
+from producer.randomness import FloatArray, Stream, lognormal_noise, uniform
 
 
 class EventType(StrEnum):
@@ -127,18 +127,10 @@ def apply_theft(
     minutes: int,
     interval_minutes: int,
     honest: FloatArray,
-    honest_at: HonestAt | None = None,
+    honest_at: HonestAt,
 ) -> FloatArray:
-    """The falsified kWh of the member ``meters`` for the interval ending at ``minutes``.
-
-    ``honest_at`` gives their honest reads at other times (h4–h6 need the day's); by
-    default the household load, which is what a meter without PV or EV reads.
-    """
-    if honest_at is None:
-
-        def honest_at(members: np.ndarray, times: np.ndarray) -> FloatArray:
-            return honest_kwh(seed, members, times, interval_minutes)
-
+    """The falsified kWh of the member ``meters`` for the interval ending at ``minutes``;
+    ``honest_at`` gives their honest reads at other times (h4–h6 need the day's)."""
     pattern = event.params.get("pattern", "h1")
     low, high = FACTOR_RANGE
     key = event.event_id
@@ -173,9 +165,7 @@ def vacant_kwh(seed: int, meters: np.ndarray, minutes: int, interval_minutes: in
     """What an empty home's meter reads: its always-on load, steady around the clock."""
     low, high = VACANT_KW
     kw = low + (high - low) * uniform(seed, Stream.VACANT_LOAD, meters)
-    noise = np.exp(
-        KWH_NOISE_SIGMA * normal(seed, Stream.KWH_NOISE, minutes, meters) - KWH_NOISE_SIGMA**2 / 2
-    )
+    noise = lognormal_noise(KWH_NOISE_SIGMA, seed, Stream.KWH_NOISE, minutes, meters)
     result: FloatArray = kw * interval_minutes / 60.0 * noise
     return result
 

@@ -28,7 +28,7 @@ from typing import Final
 
 import numpy as np
 
-from producer.randomness import FloatArray, Stream, normal, uniform
+from producer.randomness import FloatArray, Stream, lognormal_noise, normal, uniform
 
 MEAN_DAILY_KWH: Final = 10_715 / 365  # EIA, US residential, 2020
 SCALE_SIGMA: Final = 0.5  # spread of log(mean daily kWh) across meters
@@ -155,9 +155,7 @@ def honest_kwh(
     traits = meter_traits(seed, meters)
     if ratio is None:
         ratio = load_ratio(traits, minutes, interval_minutes)
-    noise = np.exp(
-        KWH_NOISE_SIGMA * normal(seed, Stream.KWH_NOISE, minutes, meters) - KWH_NOISE_SIGMA**2 / 2
-    )
+    noise = lognormal_noise(KWH_NOISE_SIGMA, seed, Stream.KWH_NOISE, minutes, meters)
     share = interval_minutes / MINUTES_PER_DAY
     result: FloatArray = traits.daily_kwh * ratio * share * noise
     return result

@@ -112,6 +112,12 @@ def fields(draws: UInt64Array, count: int) -> list[FloatArray]:
     ]
 
 
+def lognormal_noise(sigma: float, seed: int, stream: int, *keys: Any) -> FloatArray:
+    """Multiplicative noise of mean 1: exp(σ·z − σ²/2), z standard normal."""
+    result: FloatArray = np.exp(sigma * normal(seed, stream, *keys) - sigma**2 / 2)
+    return result
+
+
 def normal(seed: int, stream: int, *keys: Any) -> FloatArray:
     """Standard normal draws (Box–Muller on two hashes of the same key)."""
     h = hashes(seed, stream, *keys)

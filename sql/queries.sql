@@ -231,7 +231,6 @@ WITH reads AS (
            MIN(interval_minutes) AS interval_minutes, AVG(kwh) AS kwh_per_read,
            COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0) AS zero_reads,
            STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr,
-           SUM(kwh) / NULLIF(SUM(feeder_kwh), 0) AS peer_share,
            BOOL_OR(kwh_received > 0) AS exported
     FROM reads
     GROUP BY meter_id  -- one row per meter-day, on the feeder it reported from most
@@ -309,11 +308,11 @@ WITH reads AS (
 ), stored AS (
     INSERT INTO public.kpi_meter_day_features AS f
         (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-         zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
+         zero_reads, variation, peer_corr, hour_kwh, hour_peer, baseline,
          baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
          generator, peer_rank)
     SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-           zero_reads, variation, peer_corr, peer_share, hour_kwh, hour_peer, baseline,
+           zero_reads, variation, peer_corr, hour_kwh, hour_peer, baseline,
            baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
            generator, peer_rank
     FROM verdicts
@@ -321,7 +320,7 @@ WITH reads AS (
         feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
         interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
         zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
-        peer_corr = EXCLUDED.peer_corr, peer_share = EXCLUDED.peer_share,
+        peer_corr = EXCLUDED.peer_corr,
         hour_kwh = EXCLUDED.hour_kwh, hour_peer = EXCLUDED.hour_peer,
         baseline = EXCLUDED.baseline, baseline_days = EXCLUDED.baseline_days,
         own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,

@@ -126,9 +126,12 @@ SELECT CASE WHEN NOT clean THEN baseline ELSE (
 ) END
 $$;
 
-CREATE OR REPLACE VIEW public.kpi_meter_days AS
+-- 0009's whole-day share of the feeder's load (peer_share) gives way to the hourly arrays.
+DROP VIEW IF EXISTS public.kpi_meter_days;
+ALTER TABLE public.kpi_meter_day_features DROP COLUMN IF EXISTS peer_share;
+CREATE VIEW public.kpi_meter_days AS
 SELECT tenant_id, feeder_id, meter_id, day, reads, interval_minutes, kwh_per_read,
-       zero_reads, variation, peer_corr, peer_share,
+       zero_reads, variation, peer_corr,
        (reads * interval_minutes / 1440.0)::double precision AS completeness,
        reads * interval_minutes >= 0.8 * 1440 AS judged,
        own_ratio, own_corr, own_error, peer_ratio, baseline_days, near_zero, reasons,
