@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from gridlens.connections import postgres_pool, redis_client
+from gridlens.connections import RedisClient, postgres_pool, redis_client
 from gridlens.keys import Keys
 from gridlens.settings import Settings
 from producer.publisher import Publisher
@@ -22,7 +21,7 @@ from producer.publisher import Publisher
 class ApiContext:
     settings: Settings
     keys: Keys
-    redis: aioredis.Redis
+    redis: RedisClient
     pool: AsyncConnectionPool[Any]
     publisher: Publisher
     # Publishes run as tasks of their own: a client that disconnects does not stop one,
@@ -63,7 +62,13 @@ def connections(settings: Settings) -> Any:
             keys=keys,
             redis=client,
             pool=pool,
-            publisher=Publisher(client, keys, settings.caps),
+            publisher=Publisher(
+                client,
+                keys,
+                settings.caps,
+                min_replicas=settings.redis_min_replicas,
+                failover_timeout_s=settings.failover_timeout_s,
+            ),
         )
         app[CONTEXT] = ctx
         yield

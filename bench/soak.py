@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 
 from bench.procstat import MB, RedisUsage, machine_cpu
 from bench.stack import Stack, private_mb, pss_mb, rss_mb, running_stack, tail
+from gridlens.connections import RedisClient
 
 TENANT = "SOAK_TENANT"
 # emulate publishes every interval from a day ago as simulated time passes; a 25,000-meter
@@ -81,7 +82,7 @@ class Run:
     stack: Stack
     emulate: subprocess.Popen[bytes]
     usage: RedisUsage  # peak used_memory, sampled every 10 ms
-    redis: aioredis.Redis
+    redis: RedisClient
     polls: Polls = field(default_factory=Polls)
 
 

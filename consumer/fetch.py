@@ -14,12 +14,14 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from consumer import metrics
 from consumer.slots import Job
+from gridlens.connections import RedisClient
 from gridlens.entry import ENTRY_FIELD
 from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.queue import ensure_group, missing_group
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,7 @@ Entry = tuple[bytes, dict[bytes, bytes] | None]
 
 
 class Fetcher:
-    def __init__(
-        self, client: aioredis.Redis, keys: Keys, consumer: str, claim_idle_ms: int
-    ) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, consumer: str, claim_idle_ms: int) -> None:
         self.client = client
         self.keys = keys
         self.consumer = consumer
@@ -45,7 +45,24 @@ class Fetcher:
         return self.cursor == ">" and time.monotonic() < self._next_claim
 
     async def fetch(self, count: int, in_flight: int) -> list[Job]:
-        """Up to ``count`` jobs: claimed ones when a claim is due, else own or new ones."""
+        """Up to ``count`` jobs: claimed ones when a claim is due, else own or new ones.
+
+        A missing group (a new primary that never had it) is created again, from id 0: every
+        entry there is read, and one that was ingested already inserts nothing.
+        """
+        try:
+            return await self._fetch(count, in_flight)
+        except ResponseError as error:
+            if not missing_group(error):
+                raise
+        await ensure_group(self.client, self.keys)
+        log.warning(
+            "consumer group missing; created again",
+            extra={"action": "group_recreated", "consumer": self.consumer},
+        )
+        return []
+
+    async def _fetch(self, count: int, in_flight: int) -> list[Job]:
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.claim_idle_ms / 2_000
             claimed = await self.jobs(

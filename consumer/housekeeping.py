@@ -21,11 +21,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from consumer.ingest import HeldConnections
 from consumer.limit import AdaptiveLimit
+from gridlens.connections import RedisClient
 from gridlens.errors import GridLensError
 from gridlens.keys import CONSUMER_GROUP, Keys
 
@@ -43,7 +43,7 @@ class SideTaskDied(GridLensError, RuntimeError):
 class Housekeeping:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         keys: Keys,
         consumer: str,
         limit: AdaptiveLimit,

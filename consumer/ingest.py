@@ -60,7 +60,9 @@ class HeldConnections:
             yield conn
             if conn.pgconn.transaction_status == pq.TransactionStatus.INTRANS:
                 await conn.commit()  # as the pool's own context commits, without autocommit
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, psycopg.errors.ReadOnlySqlTransaction):
+                await conn.close()  # a standby (a demoted primary): the pool connects anew
             await self.pool.putconn(conn)  # rolled back; a broken one is replaced
             raise
         idle = conn.pgconn.transaction_status == pq.TransactionStatus.IDLE

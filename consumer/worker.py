@@ -30,7 +30,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from redis.exceptions import RedisError
 
@@ -41,24 +40,36 @@ from consumer.housekeeping import Housekeeping, stop_side_tasks
 from consumer.ingest import HeldConnections, insert_reads
 from consumer.limit import AdaptiveLimit
 from consumer.slots import Job, Slots
+from gridlens.connections import RedisClient
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.errors import first_line
+from gridlens.failover import through_failover
 from gridlens.keys import CONSUMER_GROUP, Keys
 from gridlens.queue import ensure_group
-from gridlens.scripts import QueueDepth, Scripts
+from gridlens.scripts import Acknowledged, QueueDepth, Scripts
 from gridlens.settings import Settings
 from gridlens.waits import sleep_unless
 
 log = logging.getLogger(__name__)
 
 RETRY_BASE_S = 0.2  # first back-off after a transient error
-RETRY_CAP_S = 10.0  # longest back-off
+# Longest back-off: short, so that a job resumes within seconds of a failover or restart;
+# the in-flight limit falls to its minimum meanwhile, so the retries stay few.
+RETRY_CAP_S = 3.0
+REDIS_RETRY_CAP_S = 1.0  # longest pause between reads while Redis fails (a failover)
 INGEST_RATE_KEEP_S = 120  # per-second ingest counters live this long
 ACK_GATHER_MAX_S = 0.005  # longest an acknowledgement waits for others
 ACK_GATHER_SHARE = 0.1  # of the recent insert latency
 
-# Errors worth retrying as they are: the database or the network, not the data.
-TRANSIENT_ERRORS = (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError)
+# Errors worth retrying as they are: the database or the network, not the data. A
+# read-only transaction is a standby: the primary failed over and this connection was left
+# on the old one (a URL without target_session_attrs=read-write).
+TRANSIENT_ERRORS = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.ReadOnlySqlTransaction,
+    TimeoutError,
+)
 
 
 def consumer_name() -> str:
@@ -76,7 +87,7 @@ class Consumer:
     def __init__(
         self,
         settings: Settings,
-        client: aioredis.Redis,
+        client: RedisClient,
         pool: AsyncConnectionPool[Any],
         *,
         name: str | None = None,
@@ -146,7 +157,7 @@ class Consumer:
                     "redis unavailable; retrying",
                     extra={"action": "redis_retry", "error": str(error)},
                 )
-                await sleep_unless(self._stop, backoff_s(failures))
+                await sleep_unless(self._stop, min(REDIS_RETRY_CAP_S, backoff_s(failures)))
 
     # ------------------------------------------------------------------ one job
 
@@ -242,15 +253,27 @@ class Consumer:
 
     async def _acknowledge(self, entry_ids: list[str], inserted: int) -> QueueDepth:
         """Acknowledge and delete entries, count them, take new entries for the slots they
-        free, and read the depth: one round trip (lua/ack.lua)."""
-        done = await self._scripts.ack(
-            entry_ids=entry_ids,
-            reads_inserted=inserted,
-            ingested_second=self.keys.ingested_second(int(time.time())),
-            counter_ttl_s=INGEST_RATE_KEEP_S,
-            consumer=self.name,
-            refill=self._refill(len(entry_ids)),
-        )
+        free, and read the depth: one round trip (lua/ack.lua).
+
+        Through a failover the acknowledgement is tried again, without the new entries (a
+        reply lost with the old primary may have taken some: they are claimed when idle).
+        An entry the new primary never had is acknowledged for nothing, harmlessly.
+        """
+        attempts = 0
+
+        async def ack() -> Acknowledged:
+            nonlocal attempts
+            attempts += 1
+            return await self._scripts.ack(
+                entry_ids=entry_ids,
+                reads_inserted=inserted,
+                ingested_second=self.keys.ingested_second(int(time.time())),
+                counter_ttl_s=INGEST_RATE_KEEP_S,
+                consumer=self.name,
+                refill=self._refill(len(entry_ids)) if attempts == 1 else 0,
+            )
+
+        done = await through_failover("ack", self.settings.failover_timeout_s, ack)
         if done.fresh:
             in_flight = self._slots.running
             self._slots.add(

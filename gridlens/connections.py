@@ -7,31 +7,104 @@ from typing import Any
 
 import psycopg
 import redis.asyncio as aioredis
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import tuple_row
 from psycopg_pool import AsyncConnectionPool
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from gridlens.errors import first_line
+from gridlens.redis_url import RedisMode, RedisTarget, parse_redis_url
 from gridlens.settings import redact_url
 from gridlens.sqlfiles import query
 
 CHECK_TIMEOUT_S = 3.0
+# No reply within this much is a dead or cut-off server, not a slow one. It is longer than
+# any blocking read (the consumer's XREADGROUP blocks 1 s), so such a read never hangs on a
+# node that went away without closing its connections.
+SOCKET_TIMEOUT_S = 5.0
+
+CONNECT_TIMEOUT_S = 5  # PostgreSQL, when DATABASE_URL sets no connect_timeout
+
+RedisClient = aioredis.Redis | aioredis.RedisCluster
 
 
-def redis_client(url: str, *, max_connections: int = 32) -> aioredis.Redis:
-    """An asyncio Redis client; bytes in, bytes out. rediss:// URLs use TLS.
+def redis_client(url: str, *, max_connections: int = 32) -> RedisClient:
+    """An asyncio Redis client for any form of REDIS_URL (gridlens/redis_url.py); bytes in,
+    bytes out; TLS for the rediss schemes.
 
     When all ``max_connections`` are busy, a command waits up to CHECK_TIMEOUT_S for one
     to come free (then ConnectionError, a 503): a burst of requests queues, it does not fail.
+    A cluster client has no such wait: past ``max_connections`` to one node it fails at once.
     """
+    target = parse_redis_url(url)
+    options: dict[str, Any] = {
+        "socket_connect_timeout": CHECK_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "health_check_interval": 30,
+    }
+    if target.mode is RedisMode.CLUSTER:
+        return aioredis.RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            max_connections=max_connections,
+            **options,
+        )
+    if target.mode is RedisMode.SENTINEL:
+        return _sentinel_client(target, max_connections, options)
     pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=CHECK_TIMEOUT_S,
-        socket_connect_timeout=CHECK_TIMEOUT_S,
-        health_check_interval=30,
+        url, max_connections=max_connections, timeout=CHECK_TIMEOUT_S, **options
     )
     return aioredis.Redis.from_pool(pool)
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Connections to the primary the sentinels name, waiting for a free one as the
+    single-server pool does. A connection finds the primary when it connects, and drops
+    itself when its server answers READONLY (a demoted primary)."""
+
+
+class _SentinelManagedRedis(aioredis.Redis):
+    """The primary's client; closing it also closes its connections to the sentinels."""
+
+    sentinels: Sentinel | None = None  # the manager that finds the primary
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinels is not None:
+            await self.sentinels.aclose()
+
+
+def _sentinel_client(
+    target: RedisTarget, max_connections: int, options: dict[str, Any]
+) -> aioredis.Redis:
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(target.hosts),
+        sentinel_kwargs={
+            "password": target.sentinel_password,
+            "ssl": target.tls,
+            "socket_connect_timeout": CHECK_TIMEOUT_S,
+            "socket_timeout": CHECK_TIMEOUT_S,
+        },
+    )
+    client = sentinel.master_for(
+        target.service,
+        redis_class=_SentinelManagedRedis,
+        connection_pool_class=_BlockingSentinelPool,
+        max_connections=max_connections,
+        timeout=CHECK_TIMEOUT_S,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        **options,
+    )
+    assert isinstance(client, _SentinelManagedRedis)
+    client.sentinels = sentinel
+    return client
 
 
 def postgres_pool(
@@ -55,16 +128,15 @@ def postgres_pool(
     options = (
         f"-c statement_timeout={int(statement_timeout_s * 1000)}" if statement_timeout_s else ""
     )
+    kwargs: dict[str, Any] = {"options": options, "application_name": name}
+    if "connect_timeout" not in conninfo_to_dict(url):
+        # Per host: with several hosts, a dead first one costs this much per new connection.
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT_S
     return AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
-        kwargs={
-            "options": options,
-            "application_name": name,
-            "connect_timeout": 5,
-            "autocommit": autocommit,
-        },
+        kwargs={**kwargs, "autocommit": autocommit},
         open=False,
         timeout=CHECK_TIMEOUT_S,
         name=name,
@@ -85,7 +157,7 @@ def _session_reset(autocommit: bool) -> Any:
     return reset
 
 
-async def check_redis(client: aioredis.Redis) -> None:
+async def check_redis(client: RedisClient) -> None:
     await asyncio.wait_for(client.ping(), CHECK_TIMEOUT_S)
 
 

@@ -4,6 +4,10 @@ Each script runs as one atomic step inside Redis, loaded with the shared functio
 lua/depth.lua before it; redis-py sends it by its SHA1 (EVALSHA) and loads it again
 if Redis lost it. The order of a script's KEYS and ARGV lives here, beside the call,
 and its reply comes back as a named result.
+
+With ``min_replicas`` the publisher's writes (reserve, enqueue, release) are confirmed:
+WAIT follows the script on the same connection, and a write fewer replicas acknowledged
+raises Unconfirmed (gridlens/failover.py), to be written again.
 """
 
 from __future__ import annotations
@@ -12,11 +16,17 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
+from gridlens.connections import RedisClient
+from gridlens.failover import Unconfirmed
 from gridlens.keys import CONSUMER_GROUP, Keys
+
+REPLICA_WAIT_MS: Final = 1_000  # how long a confirmed write waits for its replicas
+CONFIRMED: Final = frozenset({"reserve", "enqueue", "release"})  # the publisher's writes
 
 
 @dataclass(frozen=True)
@@ -79,15 +89,47 @@ class Acknowledged:
 class Scripts:
     """The scripts of one deployment's keys, on one client."""
 
-    def __init__(self, client: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, client: RedisClient, keys: Keys, *, min_replicas: int = 0) -> None:
+        self.client = client
         self.keys = keys
+        self.min_replicas = min_replicas
         self._calls = {
             name: client.register_script(_source(name))
             for name in ("reserve", "enqueue", "release", "ack", "queue_state")
         }
 
     async def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        return await self._calls[name](keys=keys, args=args)
+        if self.min_replicas == 0 or name not in CONFIRMED:
+            return await self._calls[name](keys=keys, args=args)
+        reply, replicas = await self._run_and_wait(name, keys, args)
+        if replicas < self.min_replicas:
+            raise Unconfirmed(replicas, self.min_replicas, reply)
+        return reply
+
+    async def _run_and_wait(self, name: str, keys: list[str], args: list[Any]) -> tuple[Any, int]:
+        """The script's reply, and how many replicas acknowledged its writes: WAIT goes in
+        one pipeline with it, so on the same connection (WAIT counts that connection's
+        writes). On a cluster both go to the node of the keys' slot; if the slot moved in
+        between, WAIT saw another node and the write counts as unconfirmed."""
+        script = self._calls[name]
+        for _ in range(2):  # once more after loading a script the server did not have
+            node = await _node_of(self.client, keys[0])
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                if node is None:
+                    pipe.wait(self.min_replicas, REPLICA_WAIT_MS)
+                else:
+                    pipe.execute_command(
+                        "WAIT", self.min_replicas, REPLICA_WAIT_MS, target_nodes=node
+                    )
+                try:
+                    reply, replicas = await pipe.execute()
+                except NoScriptError:
+                    await self.client.script_load(script.script)
+                    continue
+            moved = node is not None and node != await _node_of(self.client, keys[0])
+            return reply, 0 if moved else int(replicas)
+        raise NoScriptError(f"the {name} script could not be loaded")
 
     async def reserve(
         self,
@@ -134,17 +176,28 @@ class Scripts:
         publish_id: str,
         reserved_reads: int,
         lease_us: int,
+        settles: bool = True,
     ) -> Enqueued | NotYet:
-        """One job, if the shared rate limit admits it now (lua/enqueue.lua)."""
+        """One job, if the shared rate limit admits it now (lua/enqueue.lua). A job written
+        again after an unconfirmed write does not settle its reservation a second time
+        (``settles``): the publish's remaining jobs are over-counted rather than under."""
         keys = self.keys
         reply = await self._run(
             "enqueue",
             [keys.stream, keys.rate_log, keys.rate_next, keys.reservations],
-            [entry_field, entry, reads, cap, window_us, publish_id, reserved_reads, lease_us],
+            [
+                entry_field,
+                entry,
+                reads,
+                cap,
+                window_us,
+                publish_id,
+                reserved_reads,
+                lease_us,
+                int(settles),
+            ],
         )
-        if int(reply[0]) == 1:
-            return Enqueued(entry_id=_text(reply[1]), written_us=int(reply[2]))
-        return NotYet(wait_us=int(reply[1]))
+        return enqueue_outcome(reply)
 
     async def release(
         self, *, publish_id: str, tenant_id: str, cursor_set: str = "", cursor_back: str = ""
@@ -188,6 +241,21 @@ class Scripts:
         keys = self.keys
         reply = await self._run("queue_state", [keys.stream, keys.reservations], [CONSUMER_GROUP])
         return QueueDepth.of(reply)
+
+
+def enqueue_outcome(reply: Sequence[Any]) -> Enqueued | NotYet:
+    """The named result of lua/enqueue.lua's reply."""
+    if int(reply[0]) == 1:
+        return Enqueued(entry_id=_text(reply[1]), written_us=int(reply[2]))
+    return NotYet(wait_us=int(reply[1]))
+
+
+async def _node_of(client: RedisClient, key: str) -> Any:
+    """The cluster node serving ``key``'s slot; None for a client of one primary."""
+    if not isinstance(client, RedisCluster):
+        return None
+    await client.initialize()
+    return client.get_node_from_key(key)
 
 
 @functools.cache

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 from gridlens.errors import GridLensError
+from gridlens.redis_url import RedisUrlError, parse_redis_url
 
 # Hard safety limits of SPEC §4. Configuration may lower them, never raise them.
 HARD_MAX_READS_PER_SECOND: Final = 2_500
@@ -90,6 +90,11 @@ class Settings:
     # its requests and publishes); the supervisor kills a child SHUTDOWN_MARGIN_S later.
     shutdown_grace_s: float = 20.0
     metrics_port: int | None = None  # a consumer's /metrics port; None: not served
+    # A job counts as enqueued once this many replicas have it (WAIT after its XADD).
+    redis_min_replicas: int = 0
+    # How long a publish rides out an unreachable Redis primary (a failover) before it
+    # gives up with a 503; consumers retry for as long as they run.
+    failover_timeout_s: float = 30.0
     log_level: str = "INFO"
 
     @classmethod
@@ -103,8 +108,8 @@ class Settings:
             queue_depth=env.cap("GRIDLENS_MAX_QUEUE_DEPTH", HARD_MAX_QUEUE_DEPTH),
         )
         return cls(
-            database_url=env.url("DATABASE_URL", ("postgres", "postgresql")),
-            redis_url=env.url("REDIS_URL", ("redis", "rediss", "unix")),
+            database_url=env.database_url("DATABASE_URL"),
+            redis_url=env.redis_url("REDIS_URL"),
             api_key=env.api_key("GRIDLENS_API_KEY"),
             host=env.text("GRIDLENS_HOST", "127.0.0.1"),
             port=env.integer("GRIDLENS_PORT", 5000, low=1, high=65_535),
@@ -125,6 +130,8 @@ class Settings:
             insert_timeout_s=env.seconds("GRIDLENS_INSERT_TIMEOUT_S", 10.0),
             shutdown_grace_s=env.seconds("GRIDLENS_SHUTDOWN_GRACE_S", 20.0),
             metrics_port=env.integer("GRIDLENS_METRICS_PORT", 0, low=0, high=65_535) or None,
+            redis_min_replicas=env.integer("GRIDLENS_REDIS_MIN_REPLICAS", 0, low=0, high=16),
+            failover_timeout_s=env.seconds("GRIDLENS_FAILOVER_TIMEOUT_S", 30.0),
             log_level=env.choice(
                 "GRIDLENS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
@@ -181,16 +188,14 @@ def _shares(pv: str, ev: str) -> tuple[float, float] | None:
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, fit for logs and error lines."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    """The URL (or libpq keyword/value string) with its passwords replaced by ***, fit for
+    logs and error lines. Several hosts (``host:port,host:port``) are kept as they are."""
+    url = _URL_PASSWORD.sub(r"\1:***@", url)
+    return _KEYWORD_PASSWORD.sub(r"\1***", url)
+
+
+_URL_PASSWORD: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:/@]*):[^@]*@")
+_KEYWORD_PASSWORD: Final = re.compile(r"((?:^|\s|[?&])(?:sentinel_)?password=)[^\s&]*")
 
 
 @dataclass(frozen=True)
@@ -287,14 +292,27 @@ class _Env:
             raise SettingsError(f"{name} is too short: use at least 16 characters")
         return value
 
-    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+    def database_url(self, name: str) -> str | None:
+        """A postgresql:// URL (several hosts allowed: ``h1:5432,h2:5432``), or a libpq
+        keyword/value string (``host=a,b dbname=… target_session_attrs=read-write``)."""
         value = self.raw(name)
         if value is None:
             return None
-        scheme = urlsplit(value).scheme
-        if scheme not in schemes:
-            raise SettingsError(
-                f"{name} must be a {' or '.join(s + '://' for s in schemes)} URL, "
-                f"not {redact_url(value)!r}"
-            )
+        scheme = value.partition("://")[0] if "://" in value else None
+        if scheme in ("postgres", "postgresql") or (scheme is None and "=" in value):
+            return value
+        raise SettingsError(
+            f"{name} must be a postgresql:// URL or a libpq keyword/value string, "
+            f"not {redact_url(value)!r}"
+        )
+
+    def redis_url(self, name: str) -> str | None:
+        """One server, a Sentinel-monitored primary or a cluster (gridlens/redis_url.py)."""
+        value = self.raw(name)
+        if value is None:
+            return None
+        try:
+            parse_redis_url(value)
+        except RedisUrlError as error:
+            raise SettingsError(f"{name}={redact_url(value)!r}: {error}") from None
         return value

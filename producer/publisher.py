@@ -12,25 +12,33 @@ any number of API processes:
 
 Each batch is generated just before it is written, so a publish holds one batch
 in memory whatever its size.
+
+A failover part-way (gridlens/failover.py) pauses the publish: each call is tried again
+until the deployment has a primary, for up to ``failover_timeout_s``. With
+``min_replicas`` a job counts as written only once that many replicas acknowledged it;
+one whose write was not confirmed is written again, on the new primary if the old one
+died (a duplicate is harmless: the insert is idempotent; the copy is paced like any job).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Final
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gridlens.connections import RedisClient
 from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
 from gridlens.errors import GridLensError
+from gridlens.failover import FailoverRetry, Unconfirmed, through_failover
 from gridlens.keys import Keys
-from gridlens.scripts import Admitted, Enqueued, Refused, Scripts
+from gridlens.scripts import Admitted, Enqueued, NotYet, Refused, Scripts, enqueue_outcome
 from gridlens.settings import Caps
 from producer import backlog, metrics
 from producer.backlog import Backlog, plan_with_backlog
@@ -96,11 +104,20 @@ class _Sent:
 
 
 class Publisher:
-    def __init__(self, client: aioredis.Redis, keys: Keys, caps: Caps) -> None:
+    def __init__(
+        self,
+        client: RedisClient,
+        keys: Keys,
+        caps: Caps,
+        *,
+        min_replicas: int = 0,
+        failover_timeout_s: float = 30.0,
+    ) -> None:
         self.client = client
         self.keys = keys
         self.caps = caps
-        self.scripts = Scripts(client, keys)
+        self.failover_timeout_s = failover_timeout_s
+        self.scripts = Scripts(client, keys, min_replicas=min_replicas)
 
     async def plan(self, request: PublishRequest, events: list[Event]) -> tuple[Plan, Backlog]:
         """The plan a publish would follow now (the tenant's cursor as it stands)."""
@@ -146,7 +163,11 @@ class Publisher:
             raise PublishFailed(
                 error, sent.jobs, sent.reads + sent.late_reads, plan, planned_jobs
             ) from error
-        await self.scripts.release(publish_id=publish_id, tenant_id=request.tenant_id)
+        await through_failover(
+            "release",
+            self.failover_timeout_s,
+            lambda: self.scripts.release(publish_id=publish_id, tenant_id=request.tenant_id),
+        )
         elapsed_s = time.monotonic() - started
         return Published(
             plan,
@@ -188,7 +209,9 @@ class Publisher:
         """One job written, paced; nothing when every meter of it is in a comms outage."""
         if len(batch) == 0:
             return
-        written_us = await self._enqueue_paced(encode(batch), len(batch), reserved, publish_id)
+        written_us = await self._enqueue_paced(
+            encode(batch), len(batch), reserved, publish_id, sent.pace
+        )
         sent.pace.add(written_us, len(batch))
         sent.jobs += 1
         if batch.late:
@@ -201,14 +224,19 @@ class Publisher:
     async def _admit(
         self, request: PublishRequest, events: list[Event], publish_id: str
     ) -> tuple[Plan, Backlog, str]:
-        stored = await self.client.get(self.keys.cursor(request.tenant_id))
+        stored = await through_failover(
+            "cursor",
+            self.failover_timeout_s,
+            lambda: self.client.get(self.keys.cursor(request.tenant_id)),
+        )
         cursor = stored.decode() if isinstance(stored, bytes) else ""
         for _ in range(CURSOR_RETRIES):
             raw = cursor
             plan, late = plan_with_backlog(
                 request, events, self.caps.jobs_per_publish, int(raw or 1)
             )
-            outcome = await self.scripts.reserve(
+            reserve = functools.partial(
+                self.scripts.reserve,
                 publish_id=publish_id,
                 tenant_id=request.tenant_id,
                 jobs=plan.jobs + len(late.jobs),
@@ -218,6 +246,8 @@ class Publisher:
                 cursor_seen=raw,
                 cursor_after=plan.next_cursor,
             )
+            # Admission is safe to repeat: a publish found admitted already stays admitted.
+            outcome = await through_failover("reserve", self.failover_timeout_s, reserve)
             if isinstance(outcome, Admitted):
                 metrics.RESERVED_JOBS.set(outcome.delayed + plan.jobs + len(late.jobs))
                 return plan, late, raw
@@ -226,19 +256,37 @@ class Publisher:
             cursor = outcome.cursor  # another publish of this tenant moved it: plan again
         raise RedisError("the tenant's cursor kept moving; too many concurrent publishes")
 
-    async def _enqueue_paced(self, entry: bytes, reads: int, reserved: int, publish_id: str) -> int:
-        """Write the entry once the rate limit allows; return the server time (µs) it was."""
+    async def _enqueue_paced(
+        self, entry: bytes, reads: int, reserved: int, publish_id: str, pace: PaceLog
+    ) -> int:
+        """Write the entry once the rate limit allows, until a write of it is confirmed;
+        return the server time (µs) of that write. Copies whose confirmation failed still
+        went through the limiter: ``pace`` records them."""
+        retry = FailoverRetry("enqueue", self.failover_timeout_s)
+        settles = True
         while True:
-            outcome = await self.scripts.enqueue(
-                entry=entry,
-                entry_field=ENTRY_FIELD,
-                reads=reads,
-                cap=self.caps.reads_per_second,
-                window_us=WINDOW_US,
-                publish_id=publish_id,
-                reserved_reads=reserved,
-                lease_us=LEASE_US,
-            )
+            try:
+                outcome = await self.scripts.enqueue(
+                    entry=entry,
+                    entry_field=ENTRY_FIELD,
+                    reads=reads,
+                    cap=self.caps.reads_per_second,
+                    window_us=WINDOW_US,
+                    publish_id=publish_id,
+                    reserved_reads=reserved,
+                    lease_us=LEASE_US,
+                    settles=settles,
+                )
+            except RedisError as error:
+                if isinstance(error, Unconfirmed):
+                    unconfirmed = enqueue_outcome(error.reply)
+                    if isinstance(unconfirmed, NotYet):  # nothing written: not a failure
+                        await asyncio.sleep(min(unconfirmed.wait_us / 1e6, MAX_WAIT_S))
+                        continue
+                    pace.add(unconfirmed.written_us, reads)
+                settles = False  # the earlier write may have settled the reservation
+                await retry.pause(error)
+                continue
             if isinstance(outcome, Enqueued):
                 return outcome.written_us
             await asyncio.sleep(min(outcome.wait_us / 1e6, MAX_WAIT_S))

@@ -27,7 +27,7 @@ from api.app import create_app
 from app.embedded import running_services
 from app.migrate import migrate
 from consumer.worker import Consumer
-from gridlens.connections import postgres_pool, redis_client
+from gridlens.connections import RedisClient, postgres_pool, redis_client
 from gridlens.settings import Settings
 
 TEST_API_KEY = "test-key-0123456789abcdef"
@@ -114,7 +114,7 @@ def settings(database_url: str, servers: Servers, namespace: str, tmp_path: Path
 
 
 @pytest.fixture
-async def redis(servers: Servers, namespace: str) -> AsyncIterator[aioredis.Redis]:
+async def redis(servers: Servers, namespace: str) -> AsyncIterator[RedisClient]:
     client = redis_client(servers.redis_url)
     try:
         yield client

@@ -52,8 +52,10 @@ def test_values_are_read_from_the_environment() -> None:
         ("GRIDLENS_PORT", "70000", "GRIDLENS_PORT=70000 is outside 1..65535"),
         ("GRIDLENS_CONSUMERS", "-1", "GRIDLENS_CONSUMERS=-1 is outside 0..64"),
         ("GRIDLENS_AUTH_READS", "maybe", "GRIDLENS_AUTH_READS='maybe' is not a boolean"),
-        ("DATABASE_URL", "mysql://x", "DATABASE_URL must be a postgres:// or postgresql:// URL"),
-        ("REDIS_URL", "http://x", "REDIS_URL must be a redis:// or rediss:// or unix:// URL"),
+        ("DATABASE_URL", "mysql://x", "DATABASE_URL must be a postgresql:// URL or a libpq"),
+        ("REDIS_URL", "http://x", "REDIS_URL='http://x': REDIS_URL must start with one of"),
+        ("REDIS_URL", "redis+sentinel://:pw@s1", "REDIS_URL='redis+sentinel://:***@s1': a Sent"),
+        ("GRIDLENS_REDIS_MIN_REPLICAS", "-1", "GRIDLENS_REDIS_MIN_REPLICAS=-1 is outside 0..16"),
         ("GRIDLENS_API_KEY", "short", "GRIDLENS_API_KEY is too short"),
         ("GRIDLENS_REDIS_NAMESPACE", "a b", "GRIDLENS_REDIS_NAMESPACE='a b' must match"),
     ],
@@ -86,6 +88,29 @@ def test_redacted_urls_hide_only_the_password() -> None:
     assert redact_url("redis://:hunter2@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
     assert redact_url("postgresql://app:pw@db/x") == "postgresql://app:***@db/x"
     assert redact_url("redis://127.0.0.1:6379") == "redis://127.0.0.1:6379"
+    assert (
+        redact_url("postgresql://app:pw@db1:5432,db2:5432/x?target_session_attrs=read-write")
+        == "postgresql://app:***@db1:5432,db2:5432/x?target_session_attrs=read-write"
+    )
+    assert (
+        redact_url("host=db1,db2 user=app password=pw dbname=x")
+        == "host=db1,db2 user=app password=*** dbname=x"
+    )
+    assert (
+        redact_url("redis+sentinel://:pw@s1:26379,s2/gl?sentinel_password=sp")
+        == "redis+sentinel://:***@s1:26379,s2/gl?sentinel_password=***"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@db1:5432,db2:5432/gridlens?target_session_attrs=read-write",
+        "host=db1,db2 port=5432,5432 dbname=gridlens target_session_attrs=read-write",
+    ],
+)
+def test_a_database_url_may_name_several_hosts(url: str) -> None:
+    assert Settings.from_env({"DATABASE_URL": url}).database_url == url
 
 
 def test_cli_reports_a_bad_setting_in_one_line(

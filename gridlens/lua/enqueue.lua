@@ -10,6 +10,7 @@
 -- KEYS[1] stream   KEYS[2] rate log (zset)   KEYS[3] next allowed time   KEYS[4] reservations
 -- ARGV[1] entry field   ARGV[2] entry   ARGV[3] reads in the entry   ARGV[4] cap (reads/s)
 -- ARGV[5] window, µs   ARGV[6] publish id   ARGV[7] reads reserved for this job   ARGV[8] lease, µs
+-- ARGV[9] 1: a written job settles its reservation (0: a copy of one that may have done so)
 --
 -- Returns {1, entry id, server time in µs} when enqueued, {0, µs to wait} when not yet.
 local now = server_time_us()
@@ -67,5 +68,5 @@ redis.call('ZADD', KEYS[2], now, reads .. ':' .. id)
 redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 local spacing = math.floor(reads * 1000000 / cap)
 redis.call('SET', KEYS[3], string.format('%d', now + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
-settle(true)
+settle(ARGV[9] == '1')
 return {1, id, now}

@@ -7,7 +7,13 @@
 --
 -- Returns {1, waiting, delayed} when admitted, {0, waiting, delayed} when refused,
 -- {2, current cursor} when another publish moved the cursor (re-plan and retry).
+-- A publish admitted already (its write is being confirmed again) is admitted as it was.
 local now = server_time_us()
+
+if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  local waiting, _, delayed = queue_depth(KEYS[1], KEYS[2], ARGV[1], now, false)
+  return {1, waiting, delayed - tonumber(ARGV[3])}
+end
 
 local cursor = redis.call('GET', KEYS[3]) or ''
 if cursor ~= ARGV[7] then
