@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -159,6 +160,38 @@ def _session_reset(autocommit: bool) -> Any:
 
 async def check_redis(client: RedisClient) -> None:
     await asyncio.wait_for(client.ping(), CHECK_TIMEOUT_S)
+
+
+@dataclass(frozen=True)
+class PrimaryReplication:
+    """The primary serving a key, as it reports itself."""
+
+    run_id: str  # changes when another server serves the key, or the server restarted
+    connected_replicas: int
+
+
+async def primary_replication(client: RedisClient, key: str) -> PrimaryReplication:
+    """INFO server and replication of the primary that serves ``key`` (on a cluster, the
+    primary of its slot)."""
+    options: dict[str, Any] = {}
+    if isinstance(client, aioredis.RedisCluster):
+        await client.initialize()
+        options["target_nodes"] = client.get_node_from_key(key)
+    server = _one_node(await client.info("server", **options))
+    replication = _one_node(await client.info("replication", **options))
+    return PrimaryReplication(
+        run_id=str(server.get("run_id", "")),
+        connected_replicas=int(replication.get("connected_slaves", 0)),
+    )
+
+
+def _one_node(info: Any) -> dict[str, Any]:
+    """An INFO reply; a cluster client may key it by the one node it asked."""
+    if isinstance(info, dict) and len(info) == 1:
+        (only,) = info.values()
+        if isinstance(only, dict):
+            return only
+    return dict(info)
 
 
 async def check_postgres(pool: AsyncConnectionPool[Any]) -> None:

@@ -1,0 +1,100 @@
+"""A Redis primary killed mid-publish under Sentinel: GridLens follows the failover.
+
+A primary, its replica and three sentinels (down-after-milliseconds 5000), the API and
+two consumers with GRIDLENS_REDIS_MIN_REPLICAS=1. A 25,000-meter publish runs; once 5,000
+of its reads are stored the primary is killed with SIGKILL. When the sentinels have
+promoted the replica, the dead node's host comes back and the node rejoins as a replica
+of the new primary (so that writes can be confirmed again). Afterwards:
+
+* the publish answered 200 with 25,000 reads, its fullest 1-second window within the cap;
+* the rows for that readAt are exactly the 25,000 reads, once each;
+* nothing was dead-lettered;
+* the same API and consumer processes publish and ingest another interval;
+* the time from the kill to the first insert after it is printed.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from gridlens.keys import Keys
+from tests.failover import (
+    AFTER_METERS,
+    KILL_AT_ROWS,
+    METERS,
+    READ_AT,
+    Publish,
+    first_insert_after,
+    gridlens,
+    report,
+    stored_reads,
+    wait_for,
+    wait_for_rows,
+)
+from tests.ha_redis import RedisNode, SentinelDeployment, sentinel_deployment
+
+pytestmark = pytest.mark.failover
+
+DOWN_AFTER_MS = 5_000  # the issue's setting: the figure printed is the one to expect
+
+
+def rejoin_as_replica(deployment: SentinelDeployment, node: RedisNode, primary: RedisNode) -> None:
+    """The dead node's host is back: the node starts as a replica of the current primary,
+    as an orchestrator restarting a Sentinel-managed pod starts it."""
+    command = node.command
+    node.command = [*command, "--replicaof", primary.host, str(primary.port)]
+    try:
+        deployment.restart(node)
+    finally:
+        node.command = command
+
+
+def test_a_sentinel_failover_mid_publish_loses_and_doubles_no_read(
+    database_url: str, namespace: str, tenant: str, tmp_path: Path
+) -> None:
+    keys = Keys(namespace)
+    with (
+        sentinel_deployment(tmp_path / "redis", down_after_ms=DOWN_AFTER_MS) as deployment,
+        gridlens(
+            database_url,
+            deployment.url,
+            namespace,
+            tmp_path,
+            GRIDLENS_REDIS_MIN_REPLICAS="1",
+        ) as stack,
+    ):
+        with Publish(stack.base, tenant) as running:
+            wait_for(
+                f"{KILL_AT_ROWS} reads stored",
+                lambda: stored_reads(database_url, tenant)[0] >= KILL_AT_ROWS,
+                60,
+            )
+            killed_at = datetime.now(UTC)
+            old = deployment.kill_primary()
+            new = deployment.wait_for_new_primary(old)
+            rejoin_as_replica(deployment, old, new)
+            answer = running.result()
+        assert answer["reads"] == METERS and answer["jobs"] == 50
+        assert answer["fullestSecondReads"] <= 2_500
+
+        wait_for_rows(database_url, tenant, METERS)
+        resumed_at = first_insert_after(database_url, tenant, killed_at)
+        assert resumed_at is not None
+        report(
+            "Sentinel: kill -9 of the primary to the first insert after it",
+            (resumed_at - killed_at).total_seconds(),
+        )
+
+        later = READ_AT + timedelta(hours=1)
+        with Publish(stack.base, tenant, meters=AFTER_METERS, read_at=later) as after:
+            assert after.result()["reads"] == AFTER_METERS
+        wait_for_rows(database_url, tenant, AFTER_METERS, later)
+
+        assert stored_reads(database_url, tenant) == (METERS, METERS)
+        with new.client() as primary:
+            assert primary.xlen(keys.dead_letters) == 0
+        assert stack.all_running(), "a GridLens process stopped"
+        assert not stack.log_lines("side_task_died")
