@@ -46,7 +46,7 @@ def redis_client(url: str, *, max_connections: int = 32) -> RedisClient:
         "health_check_interval": 30,
     }
     if target.mode is RedisMode.CLUSTER:
-        return aioredis.RedisCluster(
+        return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in target.hosts],
             username=target.username,
             password=target.password,
@@ -60,6 +60,21 @@ def redis_client(url: str, *, max_connections: int = 32) -> RedisClient:
         url, max_connections=max_connections, timeout=CHECK_TIMEOUT_S, **options
     )
     return aioredis.Redis.from_pool(pool)
+
+
+class _Cluster(aioredis.RedisCluster):
+    """A cluster client whose failures are all RedisErrors, as a single server's are.
+
+    redis-py raises a few cluster errors outside that family (a slot no node covers yet,
+    while a failover is under way; no node to send a command to): they come out as
+    CLUSTERDOWN, which callers already take for a failover to ride out.
+    """
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute_command(*args, **kwargs)
+        except redis_errors.RedisClusterException as error:
+            raise redis_errors.ClusterDownError(str(error)) from error
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
@@ -176,7 +191,10 @@ async def primary_replication(client: RedisClient, key: str) -> PrimaryReplicati
     options: dict[str, Any] = {}
     if isinstance(client, aioredis.RedisCluster):
         await client.initialize()
-        options["target_nodes"] = client.get_node_from_key(key)
+        try:
+            options["target_nodes"] = client.get_node_from_key(key)
+        except redis_errors.RedisClusterException as error:
+            raise redis_errors.ClusterDownError(str(error)) from error
     server = _one_node(await client.info("server", **options))
     replication = _one_node(await client.info("replication", **options))
     return PrimaryReplication(

@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Final
 
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterException
 
 from gridlens.connections import RedisClient
 from gridlens.failover import Unconfirmed
@@ -115,9 +115,10 @@ class Scripts:
         for _ in range(2):  # once more after loading a script the server did not have
             node = await _node_of(self.client, keys[0])
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # execute_command: a cluster pipeline refuses its evalsha() method.
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 if node is None:
-                    pipe.wait(self.min_replicas, REPLICA_WAIT_MS)
+                    pipe.execute_command("WAIT", self.min_replicas, REPLICA_WAIT_MS)
                 else:
                     pipe.execute_command(
                         "WAIT", self.min_replicas, REPLICA_WAIT_MS, target_nodes=node
@@ -127,6 +128,8 @@ class Scripts:
                 except NoScriptError:
                     await self.client.script_load(script.script)
                     continue
+                except RedisClusterException as error:
+                    raise ClusterDownError(str(error)) from error
             moved = node is not None and node != await _node_of(self.client, keys[0])
             return reply, 0 if moved else int(replicas)
         raise NoScriptError(f"the {name} script could not be loaded")
@@ -254,8 +257,11 @@ async def _node_of(client: RedisClient, key: str) -> Any:
     """The cluster node serving ``key``'s slot; None for a client of one primary."""
     if not isinstance(client, RedisCluster):
         return None
-    await client.initialize()
-    return client.get_node_from_key(key)
+    try:
+        await client.initialize()
+        return client.get_node_from_key(key)
+    except RedisClusterException as error:  # no node covers the slot yet: a failover
+        raise ClusterDownError(str(error)) from error
 
 
 @functools.cache
