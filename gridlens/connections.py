@@ -16,6 +16,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from gridlens.errors import first_line
+from gridlens.failover import Unconfirmed
 from gridlens.redis_url import RedisMode, RedisTarget, parse_redis_url
 from gridlens.settings import redact_url
 from gridlens.sqlfiles import query
@@ -222,6 +223,8 @@ async def check_postgres(pool: AsyncConnectionPool[Any]) -> None:
 
 def describe_redis_error(error: BaseException, url: str) -> str:
     where = redact_url(url)
+    if isinstance(error, Unconfirmed):
+        return f"Redis at {where}: {error}"
     if (
         isinstance(error, redis_errors.AuthenticationError)
         or "WRONGPASS" in str(error)

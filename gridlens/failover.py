@@ -32,7 +32,10 @@ class Unconfirmed(GridLensError, redis_errors.RedisError):
     """Fewer replicas than GRIDLENS_REDIS_MIN_REPLICAS acknowledged a write in time."""
 
     def __init__(self, replicas: int, wanted: int, reply: Any = None) -> None:
-        super().__init__(f"{replicas} of {wanted} replicas acknowledged the write")
+        super().__init__(
+            f"only {replicas} of the {wanted} replicas GRIDLENS_REDIS_MIN_REPLICAS asks for "
+            "acknowledged the write in time"
+        )
         self.replicas = replicas
         self.reply = reply  # the script's own reply: what it did on the primary
 

@@ -246,8 +246,13 @@ class Publisher:
                 cursor_seen=raw,
                 cursor_after=plan.next_cursor,
             )
-            # Admission is safe to repeat: a publish found admitted already stays admitted.
-            outcome = await through_failover("reserve", self.failover_timeout_s, reserve)
+            try:
+                # Admission is safe to repeat: a publish found admitted already stays admitted.
+                outcome = await through_failover("reserve", self.failover_timeout_s, reserve)
+            except Unconfirmed as error:
+                # Admitted on the primary, but no replica has it: undo it, write nothing.
+                await self._give_back(publish_id, request.tenant_id, plan, raw)
+                raise PublishFailed(error, 0, 0, plan, plan.jobs + len(late.jobs)) from error
             if isinstance(outcome, Admitted):
                 metrics.RESERVED_JOBS.set(outcome.delayed + plan.jobs + len(late.jobs))
                 return plan, late, raw

@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 
 from app.embedded import free_port
+from bench.publish import fullest_second
 from tests.conftest import TEST_API_KEY
 from tests.http import request
 from tests.processes import service_env, start, stop
@@ -59,6 +60,17 @@ class GridLens:
 
     def all_running(self) -> bool:
         return all(process.poll() is None for process in self.processes)
+
+    def fullest_second_ingested(self) -> int:
+        """The most reads in any 1-second window of the entries the consumers ingested, by
+        their ids (the XADD's millisecond on the primary that took it): an observer's view
+        of the rate limit, across both primaries of a failover."""
+        entries = {
+            record["jobId"]: int(record["metersCount"]) for record in self.log_lines("job_done")
+        }
+        return fullest_second(
+            sorted((int(job_id.split("-")[0]), reads) for job_id, reads in entries.items())
+        )
 
     def log_lines(self, action: str) -> list[dict[str, Any]]:
         """The JSON log records of every process with this action."""

@@ -66,6 +66,7 @@ def test_a_cluster_failover_of_the_queues_slot_loses_and_doubles_no_read(
             answer = running.result()
         assert answer["reads"] == METERS and answer["jobs"] == 50
         assert answer["fullestSecondReads"] <= 2_500
+        assert stack.fullest_second_ingested() <= 2_500
 
         wait_for_rows(database_url, tenant, METERS)
         resumed_at = first_insert_after(database_url, tenant, killed_at)

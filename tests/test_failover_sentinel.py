@@ -6,7 +6,8 @@ of its reads are stored the primary is killed with SIGKILL. When the sentinels h
 promoted the replica, the dead node's host comes back and the node rejoins as a replica
 of the new primary (so that writes can be confirmed again). Afterwards:
 
-* the publish answered 200 with 25,000 reads, its fullest 1-second window within the cap;
+* the publish answered 200 with 25,000 reads; its fullest 1-second window, by the
+  publisher's count and by the ingested entries' ids, within the cap (2,500);
 * the rows for that readAt are exactly the 25,000 reads, once each;
 * nothing was dead-lettered;
 * the same API and consumer processes publish and ingest another interval;
@@ -79,6 +80,7 @@ def test_a_sentinel_failover_mid_publish_loses_and_doubles_no_read(
             answer = running.result()
         assert answer["reads"] == METERS and answer["jobs"] == 50
         assert answer["fullestSecondReads"] <= 2_500
+        assert stack.fullest_second_ingested() <= 2_500
 
         wait_for_rows(database_url, tenant, METERS)
         resumed_at = first_insert_after(database_url, tenant, killed_at)
@@ -98,3 +100,36 @@ def test_a_sentinel_failover_mid_publish_loses_and_doubles_no_read(
             assert primary.xlen(keys.dead_letters) == 0
         assert stack.all_running(), "a GridLens process stopped"
         assert not stack.log_lines("side_task_died")
+
+
+def test_a_demoted_primary_wakes_blocked_reads_and_loses_no_write(
+    database_url: str, namespace: str, tenant: str, tmp_path: Path
+) -> None:
+    """A failover the sentinels are told to make (SENTINEL FAILOVER): the old primary lives
+    on as a replica. Consumers blocked in XREADGROUP on it, and the API's pooled connections
+    to it, move to the new primary: the next publish is confirmed and ingested."""
+    with (
+        sentinel_deployment(tmp_path / "redis", down_after_ms=DOWN_AFTER_MS) as deployment,
+        gridlens(
+            database_url,
+            deployment.url,
+            namespace,
+            tmp_path,
+            GRIDLENS_REDIS_MIN_REPLICAS="1",
+        ) as stack,
+    ):
+        with Publish(stack.base, tenant, meters=AFTER_METERS) as before:
+            assert before.result()["reads"] == AFTER_METERS
+        wait_for_rows(database_url, tenant, AFTER_METERS)  # the consumers block, idle, on it
+        old = deployment.primary()
+        deployment.sentinels[0].execute("SENTINEL", "FAILOVER", deployment.service)
+        new = deployment.wait_for_new_primary(old)
+        wait_for("the old primary demoted", lambda: old.role() == "slave", 30)
+
+        later = READ_AT + timedelta(hours=1)
+        with Publish(stack.base, tenant, meters=AFTER_METERS, read_at=later) as after:
+            assert after.result()["reads"] == AFTER_METERS
+        wait_for_rows(database_url, tenant, AFTER_METERS, later)
+        with new.client() as primary:
+            assert primary.xlen(Keys(namespace).dead_letters) == 0
+        assert stack.all_running(), "a GridLens process stopped"

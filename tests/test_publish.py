@@ -257,7 +257,8 @@ async def test_redis_failing_part_way_reports_what_went_out(
 ) -> None:
     server = EmbeddedRedis(tmp_path)  # this test's own Redis: it stops it mid-publish
     url = server.start()
-    app = create_app(dataclasses.replace(settings, redis_url=url))
+    # Gone for good, not failing over: the publish gives up after riding it out 2 s.
+    app = create_app(dataclasses.replace(settings, redis_url=url, failover_timeout_s=2.0))
     try:
         async with TestClient(TestServer(app)) as test_client:
             publish = asyncio.create_task(
@@ -278,6 +279,28 @@ async def test_redis_failing_part_way_reports_what_went_out(
     assert body["error"].startswith(
         f"Redis failed part-way through the publish: {body['enqueuedJobs']} of 20 jobs"
     )
+
+
+async def test_a_publish_no_replica_confirms_is_503_and_leaves_nothing_behind(
+    settings: Settings, tenant: str, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """GRIDLENS_REDIS_MIN_REPLICAS=1 on a server without a replica: the admission itself is
+    not confirmed, so it is undone and no job is written."""
+    await redis.set(keys.cursor(tenant), 1_001)  # a truncated fleet's cursor, left as it was
+    confirmed = dataclasses.replace(settings, redis_min_replicas=1, failover_timeout_s=1.0)
+    async with TestClient(TestServer(create_app(confirmed))) as test_client:
+        response = await test_client.post(
+            "/api/ami/publish-once",
+            json={"tenantId": tenant, "meterCount": 25_000, "batchSize": 100},
+            headers=AUTH,
+        )
+        body = await response.json()
+    assert response.status == 503
+    assert body["enqueuedJobs"] == 0 and body["plannedJobs"] == 200
+    assert "only 0 of the 1 replicas GRIDLENS_REDIS_MIN_REPLICAS asks for" in body["error"]
+    assert await redis.xlen(keys.stream) == 0
+    assert await redis.hlen(keys.reservations) == 0
+    assert await redis.get(keys.cursor(tenant)) == b"1001"
 
 
 async def test_lowered_caps_are_honoured(
