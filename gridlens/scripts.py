@@ -124,14 +124,18 @@ class Scripts:
                         "WAIT", self.min_replicas, REPLICA_WAIT_MS, target_nodes=node
                     )
                 try:
-                    reply, replicas = await pipe.execute()
-                except NoScriptError:
-                    await self.client.script_load(script.script)
-                    continue
+                    reply, replicas = await pipe.execute(raise_on_error=False)
                 except RedisClusterException as error:
                     raise ClusterDownError(str(error)) from error
+            if isinstance(reply, NoScriptError):
+                await self.client.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            # A WAIT that failed (it reached a node demoted meanwhile) confirmed nothing.
             moved = node is not None and node != await _node_of(self.client, keys[0])
-            return reply, 0 if moved else int(replicas)
+            confirmed = 0 if moved or isinstance(replicas, Exception) else int(replicas)
+            return reply, confirmed
         raise NoScriptError(f"the {name} script could not be loaded")
 
     async def reserve(
