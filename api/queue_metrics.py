@@ -67,17 +67,7 @@ class QueueCollector(Collector):
         )
         if snapshot.summary is None or snapshot.replication is None:
             return
-        yield _gauge(
-            "gridlens_redis_connected_replicas",
-            "Replicas connected to the primary that serves the queue.",
-            snapshot.replication.connected_replicas,
-        )
-        changes = CounterMetricFamily(
-            "gridlens_redis_primary_changes",
-            "Times this API process found another primary (or a restarted one) serving the queue.",
-        )
-        changes.add_metric([], self.primary_changes)
-        yield changes
+        yield from self._replication(snapshot.replication)
         queue = snapshot.summary
         yield _gauge(
             "gridlens_queue_waiting_jobs", "Jobs in the stream not yet delivered.", queue["waiting"]
@@ -107,6 +97,19 @@ class QueueCollector(Collector):
             "Consumer processes whose heartbeat is fresh.",
             snapshot.consumers_alive,
         )
+
+    def _replication(self, replication: PrimaryReplication) -> Iterator[Metric]:
+        yield _gauge(
+            "gridlens_redis_connected_replicas",
+            "Replicas connected to the primary that serves the queue.",
+            replication.connected_replicas,
+        )
+        changes = CounterMetricFamily(
+            "gridlens_redis_primary_changes",
+            "Times this API process found another primary (or a restarted one) serving the queue.",
+        )
+        changes.add_metric([], self.primary_changes)
+        yield changes
 
     def saw_primary(self, run_id: str) -> None:
         """Count a change of the primary serving the queue (a failover, a restart)."""

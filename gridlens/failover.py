@@ -59,7 +59,10 @@ T = TypeVar("T")
 
 
 def failover_error(error: BaseException) -> bool:
-    """An error that a failover causes and that retrying clears."""
+    """An error that a failover causes and that retrying clears (a wrong password, which
+    redis-py counts among connection errors, is not one)."""
+    if isinstance(error, redis_errors.AuthenticationError):
+        return False
     if isinstance(error, FAILOVER_ERRORS):
         return True
     # A blocked read on a primary that is being demoted (Redis 7) is told UNBLOCKED.

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from api.app import create_app
+from api.queue_metrics import QueueCollector
 from app.embedded import free_port
 from gridlens.keys import Keys
 from gridlens.queue import ensure_group
@@ -148,8 +149,17 @@ async def test_metrics_read_the_queue_from_redis_at_each_scrape(
         "gridlens_queue_dead_letter_entries 1.0",
         "gridlens_queue_depth_limit 500.0",
         "gridlens_publish_reads_per_second_limit 2500.0",
+        "gridlens_redis_connected_replicas 0.0",  # the suite's Redis is a single server
+        "gridlens_redis_min_replicas 0.0",
     ):
         assert line in text.splitlines()
+
+
+def test_a_new_primary_serving_the_queue_is_counted_once() -> None:
+    collector = QueueCollector()
+    for run_id in ("a1", "a1", "b2", "b2", "c3"):  # first seen, then two failovers
+        collector.saw_primary(run_id)
+    assert collector.primary_changes == 2
 
 
 async def test_metrics_say_redis_is_down_instead_of_stale_queue_figures(

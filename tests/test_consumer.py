@@ -386,3 +386,36 @@ async def test_an_acknowledgement_reads_new_entries_for_the_slots_it_frees(
     pending = await redis.xpending_range(keys.stream, "ingest", "-", "+", 10, consumername="c1")
     assert [row["message_id"] for row in pending] == ids[2:4]
     assert int(await redis.get(keys.completed) or 0) == 2
+
+
+async def test_a_consumer_group_lost_from_redis_is_created_again_and_its_entries_read(
+    settings: Settings,
+    redis: aioredis.Redis,
+    pool: AsyncConnectionPool[Any],
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As on a new primary that never received the stream: the running consumer meets
+    NOGROUP, creates the group again from id 0, and ingests what the stream holds."""
+    tenant = namespace.replace("-", "_")
+    keys = Keys(settings.redis_namespace)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.INFO, logger="consumer.fetch"):
+        running = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
+        try:
+            await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 1))})
+            for _ in range(200):
+                if len(await rows(pool, tenant)) == 500:
+                    break
+                await asyncio.sleep(0.05)
+            await redis.delete(keys.stream)  # the group goes with it
+            await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 2))})
+            for _ in range(200):
+                if len(await rows(pool, tenant)) == 1_000:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await asyncio.wait_for(running, 10)
+    assert len(await rows(pool, tenant)) == 1_000
+    assert any(getattr(record, "action", "") == "group_recreated" for record in caplog.records)
