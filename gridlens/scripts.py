@@ -5,9 +5,10 @@ lua/depth.lua before it; redis-py sends it by its SHA1 (EVALSHA) and loads it ag
 if Redis lost it. The order of a script's KEYS and ARGV lives here, beside the call,
 and its reply comes back as a named result.
 
-With ``min_replicas`` the publisher's writes (reserve, enqueue, release) are confirmed:
-WAIT follows the script on the same connection, and a write fewer replicas acknowledged
-raises Unconfirmed (gridlens/failover.py), to be written again.
+With ``min_replicas`` the publisher's admissions and jobs are confirmed: WAIT follows the
+script on the same connection, and a write fewer replicas acknowledged raises Unconfirmed
+(gridlens/failover.py), to be written again. A reply that says nothing was written (a
+refusal, "not yet") needs no confirmation.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from gridlens.failover import Unconfirmed
 from gridlens.keys import CONSUMER_GROUP, Keys
 
 REPLICA_WAIT_MS: Final = 1_000  # how long a confirmed write waits for its replicas
-CONFIRMED: Final = frozenset({"reserve", "enqueue", "release"})  # the publisher's writes
+# The publisher's writes that must survive a failover: an admission, a job. (A release lost
+# with a primary leaves a reservation that over-counts until its lease runs out.)
+CONFIRMED: Final = frozenset({"reserve", "enqueue"})
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,8 @@ class Scripts:
         if self.min_replicas == 0 or name not in CONFIRMED:
             return await self._calls[name](keys=keys, args=args)
         reply, replicas = await self._run_and_wait(name, keys, args)
-        if replicas < self.min_replicas:
+        wrote = int(reply[0]) == 1  # admitted, enqueued (both scripts answer 1 first)
+        if wrote and replicas < self.min_replicas:
             raise Unconfirmed(replicas, self.min_replicas, reply)
         return reply
 

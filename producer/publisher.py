@@ -38,7 +38,7 @@ from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
 from gridlens.errors import GridLensError
 from gridlens.failover import FailoverRetry, Unconfirmed, through_failover
 from gridlens.keys import Keys
-from gridlens.scripts import Admitted, Enqueued, NotYet, Refused, Scripts, enqueue_outcome
+from gridlens.scripts import Admitted, Enqueued, Refused, Scripts, enqueue_outcome
 from gridlens.settings import Caps
 from producer import backlog, metrics
 from producer.backlog import Backlog, plan_with_backlog
@@ -285,9 +285,7 @@ class Publisher:
             except RedisError as error:
                 if isinstance(error, Unconfirmed):
                     unconfirmed = enqueue_outcome(error.reply)
-                    if isinstance(unconfirmed, NotYet):  # nothing written: not a failure
-                        await asyncio.sleep(min(unconfirmed.wait_us / 1e6, MAX_WAIT_S))
-                        continue
+                    assert isinstance(unconfirmed, Enqueued)  # "not yet" needs no confirming
                     pace.add(unconfirmed.written_us, reads)
                 settles = False  # the earlier write may have settled the reservation
                 await retry.pause(error)

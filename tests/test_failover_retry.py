@@ -40,7 +40,8 @@ def test_an_error_of_the_request_is_not(error: Exception) -> None:
 
 
 async def test_a_call_is_tried_again_until_it_succeeds() -> None:
-    answers: list[Exception | str] = [redis_errors.ConnectionError("down")] * 3 + ["ok"]
+    down: list[Exception | str] = [redis_errors.ConnectionError("down")] * 3
+    answers = [*down, "ok"]
 
     async def call() -> str:
         answer = answers.pop(0)

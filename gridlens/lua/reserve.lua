@@ -7,12 +7,18 @@
 --
 -- Returns {1, waiting, delayed} when admitted, {0, waiting, delayed} when refused,
 -- {2, current cursor} when another publish moved the cursor (re-plan and retry).
--- A publish admitted already (its write is being confirmed again) is admitted as it was.
+-- A publish admitted already (its admission is being confirmed again) stays admitted; its
+-- lease is refreshed, a write of its own that the caller's WAIT then waits for.
 local now = server_time_us()
+local lease = tonumber(ARGV[6])
 
-if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+local held = redis.call('HGET', KEYS[2], ARGV[2])
+if held then
+  local jobs, reads = string.match(held, '^(%d+):(%d+):%d+$')
+  redis.call('HSET', KEYS[2], ARGV[2], jobs .. ':' .. reads .. ':' .. string.format('%d', now + lease))
+  redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000))
   local waiting, _, delayed = queue_depth(KEYS[1], KEYS[2], ARGV[1], now, false)
-  return {1, waiting, delayed - tonumber(ARGV[3])}
+  return {1, waiting, delayed - tonumber(jobs)}
 end
 
 local cursor = redis.call('GET', KEYS[3]) or ''
@@ -25,7 +31,6 @@ if waiting + delayed > tonumber(ARGV[5]) then
   return {0, waiting, delayed}
 end
 
-local lease = tonumber(ARGV[6])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3] .. ':' .. ARGV[4] .. ':' .. string.format('%d', now + lease))
 redis.call('PEXPIRE', KEYS[2], math.ceil(lease / 1000))
 if ARGV[8] == '1' then
