@@ -27,7 +27,9 @@ import psycopg
 
 from app.embedded import free_port
 from bench.publish import fullest_second
+from gridlens.keys import Keys
 from tests.conftest import TEST_API_KEY
+from tests.ha_redis import RedisNode
 from tests.http import request
 from tests.processes import service_env, start, stop
 
@@ -219,3 +221,51 @@ def wait_for_rows(database_url: str, tenant: str, rows: int, read_at: datetime =
 def report(what: str, seconds: float) -> None:
     """A figure the test measured, printed for the benchmark table (pytest -s shows it)."""
     print(f"\n{what}: {seconds:.2f} s")
+
+
+def dead_letters(primary: RedisNode, keys: Keys) -> int:
+    """Entries in the dead-letter stream, read on the Redis primary."""
+    with primary.client() as client:
+        return int(client.xlen(keys.dead_letters))
+
+
+def wait_until_part_way(database_url: str, tenant: str) -> None:
+    """Until KILL_AT_ROWS of the publish's reads are stored: the moment to kill a primary."""
+    wait_for(
+        f"{KILL_AT_ROWS} reads stored",
+        lambda: stored_reads(database_url, tenant)[0] >= KILL_AT_ROWS,
+        60,
+    )
+
+
+def check_every_read_once(
+    stack: GridLens, database_url: str, tenant: str, answer: dict[str, Any]
+) -> None:
+    """The publish reported every read, within the cap by its count and by the ingested
+    entries' ids, and the table holds each of them exactly once."""
+    assert answer["reads"] == METERS and answer["jobs"] == 50
+    assert answer["fullestSecondReads"] <= 2_500
+    wait_for_rows(database_url, tenant, METERS)
+    assert stack.fullest_second_ingested() <= 2_500
+    assert stored_reads(database_url, tenant) == (METERS, METERS)
+
+
+def report_resumed(label: str, database_url: str, tenant: str, since: datetime) -> None:
+    """Print the time from ``since`` to the first of the tenant's reads inserted after it."""
+    resumed_at = first_insert_after(database_url, tenant, since)
+    assert resumed_at is not None
+    report(label, (resumed_at - since).total_seconds())
+
+
+def check_going_on(
+    stack: GridLens, database_url: str, tenant: str, dead_letters: Callable[[], int]
+) -> None:
+    """The same processes publish and ingest another interval; nothing was dead-lettered
+    and no side task of a consumer died."""
+    later = READ_AT + timedelta(hours=1)
+    with Publish(stack.base, tenant, meters=AFTER_METERS, read_at=later) as after:
+        assert after.result()["reads"] == AFTER_METERS
+    wait_for_rows(database_url, tenant, AFTER_METERS, later)
+    assert dead_letters() == 0
+    assert stack.all_running(), "a GridLens process stopped"
+    assert not stack.log_lines("side_task_died")

@@ -69,6 +69,14 @@ async def rows(pool: AsyncConnectionPool[Any], tenant_id: str) -> list[tuple[Any
         return list(await cursor.fetchall())
 
 
+async def until_rows(pool: AsyncConnectionPool[Any], tenant_id: str, count: int) -> None:
+    """Until the tenant has ``count`` rows, for up to 10 s."""
+    for _ in range(200):
+        if len(await rows(pool, tenant_id)) >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
 async def test_entries_are_inserted_acknowledged_and_removed(
     settings: Settings,
     redis: aioredis.Redis,
@@ -404,16 +412,10 @@ async def test_a_consumer_group_lost_from_redis_is_created_again_and_its_entries
         running = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
         try:
             await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 1))})
-            for _ in range(200):
-                if len(await rows(pool, tenant)) == 500:
-                    break
-                await asyncio.sleep(0.05)
+            await until_rows(pool, tenant, 500)
             await redis.delete(keys.stream)  # the group goes with it
             await redis.xadd(keys.stream, {ENTRY_FIELD: encode(feeder_batch(tenant, 2))})
-            for _ in range(200):
-                if len(await rows(pool, tenant)) == 1_000:
-                    break
-                await asyncio.sleep(0.05)
+            await until_rows(pool, tenant, 1_000)
         finally:
             stop.set()
             await asyncio.wait_for(running, 10)

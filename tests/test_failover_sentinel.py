@@ -16,7 +16,7 @@ of the new primary (so that writes can be confirmed again). Afterwards:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,16 +24,15 @@ import pytest
 from gridlens.keys import Keys
 from tests.failover import (
     AFTER_METERS,
-    KILL_AT_ROWS,
-    METERS,
-    READ_AT,
     Publish,
-    first_insert_after,
+    check_every_read_once,
+    check_going_on,
+    dead_letters,
     gridlens,
-    report,
-    stored_reads,
+    report_resumed,
     wait_for,
     wait_for_rows,
+    wait_until_part_way,
 )
 from tests.ha_redis import RedisNode, SentinelDeployment, sentinel_deployment
 
@@ -68,38 +67,20 @@ def test_a_sentinel_failover_mid_publish_loses_and_doubles_no_read(
         ) as stack,
     ):
         with Publish(stack.base, tenant) as running:
-            wait_for(
-                f"{KILL_AT_ROWS} reads stored",
-                lambda: stored_reads(database_url, tenant)[0] >= KILL_AT_ROWS,
-                60,
-            )
+            wait_until_part_way(database_url, tenant)
             killed_at = datetime.now(UTC)
             old = deployment.kill_primary()
             new = deployment.wait_for_new_primary(old)
             rejoin_as_replica(deployment, old, new)
             answer = running.result()
-        assert answer["reads"] == METERS and answer["jobs"] == 50
-        assert answer["fullestSecondReads"] <= 2_500
-        assert stack.fullest_second_ingested() <= 2_500
-
-        wait_for_rows(database_url, tenant, METERS)
-        resumed_at = first_insert_after(database_url, tenant, killed_at)
-        assert resumed_at is not None
-        report(
+        check_every_read_once(stack, database_url, tenant, answer)
+        report_resumed(
             "Sentinel: kill -9 of the primary to the first insert after it",
-            (resumed_at - killed_at).total_seconds(),
+            database_url,
+            tenant,
+            killed_at,
         )
-
-        later = READ_AT + timedelta(hours=1)
-        with Publish(stack.base, tenant, meters=AFTER_METERS, read_at=later) as after:
-            assert after.result()["reads"] == AFTER_METERS
-        wait_for_rows(database_url, tenant, AFTER_METERS, later)
-
-        assert stored_reads(database_url, tenant) == (METERS, METERS)
-        with new.client() as primary:
-            assert primary.xlen(keys.dead_letters) == 0
-        assert stack.all_running(), "a GridLens process stopped"
-        assert not stack.log_lines("side_task_died")
+        check_going_on(stack, database_url, tenant, lambda: dead_letters(new, keys))
 
 
 def test_a_demoted_primary_wakes_blocked_reads_and_loses_no_write(
@@ -126,10 +107,4 @@ def test_a_demoted_primary_wakes_blocked_reads_and_loses_no_write(
         new = deployment.wait_for_new_primary(old)
         wait_for("the old primary demoted", lambda: old.role() == "slave", 30)
 
-        later = READ_AT + timedelta(hours=1)
-        with Publish(stack.base, tenant, meters=AFTER_METERS, read_at=later) as after:
-            assert after.result()["reads"] == AFTER_METERS
-        wait_for_rows(database_url, tenant, AFTER_METERS, later)
-        with new.client() as primary:
-            assert primary.xlen(Keys(namespace).dead_letters) == 0
-        assert stack.all_running(), "a GridLens process stopped"
+        check_going_on(stack, database_url, tenant, lambda: dead_letters(new, Keys(namespace)))

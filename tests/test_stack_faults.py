@@ -10,8 +10,9 @@ soon as it is back. Then:
   restarts, with the supervisor's back-off growing (1, 2, 5 s);
 * the API and the consumer are the processes from before (GridLens was not restarted);
 * every status call answered 200 or a clear 503, never a 500 or a hang;
-* every read the publish reported as enqueued is stored exactly once, and publishing the
-  same readAt again completes the set: 25,000 rows, once each.
+* the publish rides out Redis's restarts (each within GRIDLENS_FAILOVER_TIMEOUT_S) and
+  enqueues every read; every read it reported as enqueued is stored exactly once, and
+  publishing the same readAt again changes nothing: 25,000 rows, once each.
 """
 
 from __future__ import annotations
@@ -234,7 +235,9 @@ def test_a_server_killed_mid_publish_is_restarted_and_no_read_is_lost_or_doubled
         print(f"{server}: /readyz 200 again after kill -9 in", [f"{s:.2f}" for s in recoveries_s])
         status, result = publish.result()
         if server == "redis":
-            assert status == 503, (status, result)  # Redis died under the pacing publish
+            # The publish rides out each restart of Redis under its pacing (each is back
+            # within GRIDLENS_FAILOVER_TIMEOUT_S) and completes.
+            assert status == 200, (status, result)
         jobs, reads = enqueued(status, result)
         settle(poller)
         assert_stored_once(data_dir, tenant, jobs, reads, server)
