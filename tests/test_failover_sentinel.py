@@ -16,6 +16,8 @@ of the new primary (so that writes can be confirmed again). Afterwards:
 
 from __future__ import annotations
 
+import os
+import signal
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,4 +109,25 @@ def test_a_demoted_primary_wakes_blocked_reads_and_loses_no_write(
         new = deployment.wait_for_new_primary(old)
         wait_for("the old primary demoted", lambda: old.role() == "slave", 30)
 
+        check_going_on(stack, database_url, tenant, lambda: dead_letters(new, Keys(namespace)))
+
+
+def test_a_primary_gone_silent_holds_no_blocked_read_forever(
+    database_url: str, namespace: str, tenant: str, tmp_path: Path
+) -> None:
+    """SIGSTOP of the primary: its connections stay open and nothing answers, as when its
+    host is cut off by the network. Reads blocked on it time out (the 5 s socket timeout)
+    and are issued again on the replica the sentinels promote; the API's pooled connections
+    too. (No minimum of replicas: the silent node never rejoins.)"""
+    with (
+        sentinel_deployment(tmp_path / "redis", down_after_ms=DOWN_AFTER_MS) as deployment,
+        gridlens(database_url, deployment.url, namespace, tmp_path) as stack,
+    ):
+        with Publish(stack.base, tenant, meters=AFTER_METERS) as before:
+            assert before.result()["reads"] == AFTER_METERS
+        wait_for_rows(database_url, tenant, AFTER_METERS)  # the consumers block, idle, on it
+        old = deployment.primary()
+        assert old.pid is not None
+        os.kill(old.pid, signal.SIGSTOP)  # the harness's SIGKILL ends it, stopped or not
+        new = deployment.wait_for_new_primary(old)
         check_going_on(stack, database_url, tenant, lambda: dead_letters(new, Keys(namespace)))
