@@ -40,6 +40,7 @@ from consumer.housekeeping import Housekeeping, stop_side_tasks
 from consumer.ingest import HeldConnections, insert_reads
 from consumer.limit import AdaptiveLimit
 from consumer.slots import Job, Slots
+from gridlens import failover
 from gridlens.connections import RedisClient
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.errors import first_line
@@ -56,7 +57,6 @@ RETRY_BASE_S = 0.2  # first back-off after a transient error
 # Longest back-off: short, so that a job resumes within seconds of a failover or restart;
 # the in-flight limit falls to its minimum meanwhile, so the retries stay few.
 RETRY_CAP_S = 3.0
-REDIS_RETRY_CAP_S = 1.0  # longest pause between reads while Redis fails (a failover)
 INGEST_RATE_KEEP_S = 120  # per-second ingest counters live this long
 ACK_GATHER_MAX_S = 0.005  # longest an acknowledgement waits for others
 ACK_GATHER_SHARE = 0.1  # of the recent insert latency
@@ -157,7 +157,7 @@ class Consumer:
                     "redis unavailable; retrying",
                     extra={"action": "redis_retry", "error": str(error)},
                 )
-                await sleep_unless(self._stop, min(REDIS_RETRY_CAP_S, backoff_s(failures)))
+                await sleep_unless(self._stop, min(failover.RETRY_CAP_S, backoff_s(failures)))
 
     # ------------------------------------------------------------------ one job
 
