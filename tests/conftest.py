@@ -26,6 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.app import create_app
 from app.embedded import running_services
 from app.migrate import migrate
+from consumer.limit import AdaptiveLimit
 from consumer.worker import Consumer
 from gridlens.connections import RedisClient, postgres_pool, redis_client
 from gridlens.settings import Settings
@@ -173,12 +174,19 @@ def tenant(namespace: str) -> str:
 
 
 @pytest.fixture
-async def consumer(
-    settings: Settings, redis: aioredis.Redis, pool: AsyncConnectionPool[Any]
-) -> AsyncIterator[None]:
-    """A consumer ingesting the test's stream while the test runs."""
+async def consumer(settings: Settings, redis: aioredis.Redis) -> AsyncIterator[None]:
+    """A consumer ingesting the test's stream while the test runs, on a pool of its own as
+    in `gridlens consume`: a consumer keeps up to its in-flight limit of connections between
+    jobs, which would leave a smaller pool shared with the test none to query with."""
     stop = asyncio.Event()
-    task = asyncio.create_task(Consumer(settings, redis, pool).run(stop))
-    yield
-    stop.set()
-    await task
+    consumer_pool = postgres_pool(
+        settings.resolved_database_url, max_size=AdaptiveLimit.maximum, autocommit=True
+    )
+    await consumer_pool.open()
+    task = asyncio.create_task(Consumer(settings, redis, consumer_pool).run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await consumer_pool.close()
