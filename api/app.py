@@ -13,6 +13,7 @@ from api.auth import bearer_auth
 from api.context import CONTEXT, connections, shutdown_begins
 from api.errors import json_errors
 from api.kpi_refresh import background_refresh
+from api.partitions import background_partitions
 from gridlens.metrics import Counter, Histogram
 from gridlens.settings import Settings
 
@@ -54,7 +55,9 @@ def create_app(settings: Settings) -> web.Application:
     app[openapi.AUTH_READS] = settings.auth_reads
     app.cleanup_ctx.append(connections(settings))
     app.on_shutdown.append(shutdown_begins)
-    app.cleanup_ctx.append(background_refresh(lambda running: running[CONTEXT].pool))
+    background_pool = lambda running: running[CONTEXT].background_pool  # noqa: E731
+    app.cleanup_ctx.append(background_refresh(background_pool))
+    app.cleanup_ctx.append(background_partitions(settings.retention_days, background_pool))
     for module in (health, openapi, publish, events, status, kpi):
         app.add_routes(module.routes)
     return app

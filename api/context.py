@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
@@ -16,6 +16,9 @@ from gridlens.keys import Keys
 from gridlens.settings import Settings
 from producer.publisher import Publisher
 
+BACKGROUND_POOL_SIZE: Final = 2  # the KPI refresh and the partition pass, one each
+BACKGROUND_TIMEOUT_S: Final = 600.0  # a pass's statement, at most (one day's refresh)
+
 
 @dataclass
 class ApiContext:
@@ -23,6 +26,9 @@ class ApiContext:
     keys: Keys
     redis: RedisClient
     pool: AsyncConnectionPool[Any]
+    # The background passes' own connections (api/background.py), so that a long pass never
+    # leaves requests without one.
+    background_pool: AsyncConnectionPool[Any]
     publisher: Publisher
     # Publishes run as tasks of their own: a client that disconnects does not stop one,
     # and shutdown waits for them.
@@ -55,6 +61,14 @@ def connections(settings: Settings) -> Any:
             name="gridlens-api",
         )
         await pool.open(wait=False)
+        background_pool = postgres_pool(
+            settings.resolved_database_url,
+            min_size=0,
+            max_size=BACKGROUND_POOL_SIZE,
+            statement_timeout_s=BACKGROUND_TIMEOUT_S,
+            name="gridlens-api-background",
+        )
+        await background_pool.open(wait=False)
         client = redis_client(settings.resolved_redis_url)
         keys = Keys(settings.redis_namespace)
         ctx = ApiContext(
@@ -62,6 +76,7 @@ def connections(settings: Settings) -> Any:
             keys=keys,
             redis=client,
             pool=pool,
+            background_pool=background_pool,
             publisher=Publisher(
                 client,
                 keys,
@@ -77,6 +92,7 @@ def connections(settings: Settings) -> Any:
             await asyncio.wait(ctx.publishes, timeout=max(0.0, left_s))
         await client.aclose()
         await pool.close()
+        await background_pool.close()
 
     return lifecycle
 

@@ -9,17 +9,15 @@ runs passes in the background, so whichever is free keeps them current.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any, Final
 
 import psycopg
-from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
+from api.background import every
 from gridlens.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,7 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
             for tenant_id, day, reads in stale:
                 async with conn.transaction():
                     budget = {"milliseconds": str(PASS_TIMEOUT_MS)}
-                    await conn.execute(query("statement_budget"), budget)
+                    await conn.execute(query("refresh_budget"), budget)
                     params = {"tenant_id": tenant_id, "day": day, "reads": reads}
                     await conn.execute(query("refresh_meter_days"), params)
                 refreshed.append((tenant_id, day))
@@ -67,22 +65,6 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
 
 def background_refresh(pool_of: Any) -> Any:
     """A cleanup context running passes every REFRESH_EVERY_S while the app runs."""
-
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                try:
-                    await refresh_stale_days(pool_of(app))
-                except Exception as error:  # whatever went wrong, the next pass tries again
-                    log.warning(
-                        "kpi refresh failed; next pass retries",
-                        extra={"action": "kpi_refresh_failed", "error": repr(error)},
-                        exc_info=not isinstance(error, psycopg.Error | TimeoutError),
-                    )
-                await asyncio.sleep(REFRESH_EVERY_S)
-
-        task = asyncio.create_task(loop())
-        yield
-        task.cancel()
-
-    return lifecycle
+    return every(
+        lambda: REFRESH_EVERY_S, "kpi_refresh", lambda pool: refresh_stale_days(pool), pool_of
+    )

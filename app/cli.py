@@ -28,6 +28,7 @@ from gridlens.apikey import ensure_api_key
 from gridlens.connections import postgres_pool
 from gridlens.entry import TENANT_PATTERN
 from gridlens.errors import first_line
+from gridlens.partitions import ensure_partitions, expired_days, prune
 from gridlens.settings import DEFAULT_EV_SHARE, DEFAULT_PV_SHARE, Settings, SettingsError
 from gridlens.sqlfiles import query
 from producer.diversity import FleetMix
@@ -77,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("demo", help="run the acceptance of SPEC §9 against the running stack")
     commands.add_parser("rebuild-rollups", help="recompute the status rollups from the table")
     commands.add_parser("kpi-refresh", help="recompute the KPI features of days that changed")
+    prune_command = commands.add_parser(
+        "prune", help="drop the days of reads older than the retention window"
+    )
+    prune_command.add_argument(
+        "--days",
+        type=_bounded(1, 36_500),
+        help="days to keep (default: GRIDLENS_RETENTION_DAYS)",
+    )
+    prune_command.add_argument(
+        "--dry-run", action="store_true", help="show what would be dropped, drop nothing"
+    )
     return parser
 
 
@@ -173,6 +185,20 @@ async def _kpi_refresh(database_url: str) -> int:
         return len(await refresh_stale_days(pool))
 
 
+async def _prune(database_url: str, keep_days: int, dry_run: bool) -> int:
+    async with postgres_pool(database_url, max_size=1) as pool:
+        if not dry_run:
+            await ensure_partitions(pool)  # reads left in the default partition first
+        days = await (expired_days if dry_run else prune)(pool, keep_days)
+    verb = "would drop" if dry_run else "dropped"
+    for expired in days:
+        where = expired.partition or "default partition"
+        print(f"{verb} {expired.day.date().isoformat()}  {expired.reads:>12,} reads  ({where})")
+    total = sum(expired.reads for expired in days)
+    print(f"{verb} {len(days)} day(s), {total:,} reads: keeping the last {keep_days} day(s)")
+    return 0
+
+
 def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
     if command == "up":
         return run_stack(settings)
@@ -180,6 +206,10 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
         return _fleet_report(args)
     if command in ("backfill", "emulate", "demo"):
         return asyncio.run(_through_api(command, args, settings))
+    keep_days = args.days or settings.retention_days if command == "prune" else None
+    if command == "prune" and keep_days is None:
+        print("gridlens: prune: set GRIDLENS_RETENTION_DAYS or pass --days", file=sys.stderr)
+        return 2
     die_with_supervisor()
     with running_services(settings.data_dir, settings.database_url, settings.redis_url) as urls:
         if command == "migrate":
@@ -194,6 +224,8 @@ def _run(command: str, args: argparse.Namespace, settings: Settings) -> int:
             refreshed = asyncio.run(_kpi_refresh(urls.database_url))
             print(f"kpi features refreshed for {refreshed} tenant-day(s)")
             return 0
+        if keep_days is not None:  # prune
+            return asyncio.run(_prune(urls.database_url, keep_days, args.dry_run))
         if command == "api":
             run_api(settings.resolved(urls.database_url, urls.redis_url, ensure_api_key(settings)))
             return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import psycopg
@@ -30,12 +31,20 @@ async def migrate(database_url: str, directory: Path | None = None) -> list[str]
             if migration.version in applied:
                 _check_unchanged(migration, applied[migration.version])
                 continue
+            started = time.monotonic()
             await conn.execute(migration.statements)
             await conn.execute(
                 query("migrations_record"),
                 {"version": migration.version, "checksum": migration.checksum},
             )
-            log.info("migration applied", extra={"action": "migrate", "migration": migration.name})
+            log.info(
+                "migration applied",
+                extra={
+                    "action": "migrate",
+                    "migration": migration.name,
+                    "seconds": round(time.monotonic() - started, 3),
+                },
+            )
             done.append(migration.version)
     return done
 

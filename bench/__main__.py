@@ -6,7 +6,17 @@ import importlib
 import sys
 
 # soak runs on its own: make soak
-BENCHMARKS = ("generate", "publish", "insert", "consume", "kpi", "load", "theft", "failover")
+BENCHMARKS = (
+    "generate",
+    "publish",
+    "insert",
+    "consume",
+    "kpi",
+    "partition_span",
+    "load",
+    "theft",
+    "failover",
+)
 
 
 def main(names: list[str]) -> None:

@@ -1,16 +1,21 @@
-"""Status and quickcheck latency as the table grows: 1 and 10 million rows for one tenant.
+"""Status, quickcheck and the KPI refresh as history grows to 100 million rows, by day.
 
-Rows are written the way the consumer writes them (its insert statement, rollups
-included) but straight from the generator, not through the queue; the KPI features
-of the changed days are refreshed (as the API does in the background, timed here).
-Then the two endpoints are called repeatedly through the real aiohttp application;
-prints p50 and p95. Targets at 10 million rows: status p95 < 100 ms, quickcheck p95
-< 300 ms.
+One tenant of 25,000 meters at 15 minutes, written into the partitioned table by the
+consumer's own statement (rollups included) straight from the generator, not through
+the queue: 1 million rows, then 100 million (about six weeks), ending about now. At
+each size the KPI features are brought up to date (timed), then one new interval is
+written and its refresh timed; status and quickcheck are called through the real aiohttp
+application (p50, p95). At the last size: insert throughput on one connection against
+an unpartitioned copy, and the time to drop a day and a week. GRIDLENS_BENCH_KPI_ROWS
+sets the sizes (comma-separated; default 1000000,100000000). Targets at 100 million
+rows: status p95 < 50 ms, quickcheck p95 < 150 ms; one interval's refresh < 2 s at every
+size; partitioned inserts within 5% of unpartitioned; a day dropped in < 1 s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,48 +26,21 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.app import create_app
 from api.kpi_refresh import refresh_stale_days
+from bench.history import Fleet, drop_days, free_disk, grow, insert_throughput
 from bench.servers import bench_services
-from consumer.ingest import insert_batch
 from gridlens.connections import postgres_pool
 from gridlens.settings import Settings
 from gridlens.sqlfiles import query
-from producer.batch import generate_batch
-from producer.fleet import feeder_meters
 
 TENANT = "KPI_BENCH"
 METERS, FEEDERS = 25_000, 25
-SIZES = (1_000_000, 10_000_000)
-CALLS = 30
-START = datetime(2026, 1, 1, tzinfo=UTC)
-WRITERS = 4
+BYTES_PER_READ = 200  # a little over the measured 192, indexes and rollups included
+CALLS = 100
 
 
-async def grow(database_url: str, intervals_done: int, intervals: int) -> None:
-    """Write intervals [intervals_done, intervals) of the fleet, WRITERS inserts at once."""
-    pool = postgres_pool(database_url, max_size=WRITERS, autocommit=True)
-    await pool.open()
-    meters = [feeder_meters(feeder, 1, METERS, FEEDERS) for feeder in range(1, FEEDERS + 1)]
-    jobs: asyncio.Queue[tuple[int, int, int]] = asyncio.Queue()
-    for step in range(intervals_done, intervals):
-        for feeder in range(1, FEEDERS + 1):
-            for start in range(0, len(meters[feeder - 1]), 500):
-                jobs.put_nowait((step, feeder, start))
-
-    async def writer() -> None:
-        while not jobs.empty():
-            step, feeder, start = jobs.get_nowait()
-            batch = generate_batch(
-                publish_id="kpi-bench",
-                tenant_id=TENANT,
-                feeder=feeder,
-                meter_numbers=meters[feeder - 1][start : start + 500],
-                read_at=START + timedelta(minutes=15 * (step + 1)),
-                interval_minutes=15,
-            )
-            await insert_batch(pool, batch)
-
-    await asyncio.gather(*(writer() for _ in range(WRITERS)))
-    await pool.close()
+def sizes() -> list[int]:
+    raw = os.environ.get("GRIDLENS_BENCH_KPI_ROWS", "1000000,100000000")
+    return sorted(int(size) for size in raw.split(","))
 
 
 async def disk_bytes(pool: AsyncConnectionPool[Any]) -> int:
@@ -85,6 +63,62 @@ async def latencies(client: TestClient, path: str) -> tuple[float, float]:  # ty
     return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))]
 
 
+async def prepare(pool: AsyncConnectionPool[Any], fleet: Fleet, intervals: int) -> None:
+    """Free disk first; then the partitions of the whole history, made ahead of it."""
+    async with pool.connection() as conn:
+        free = await free_disk(conn)
+        needed = intervals * METERS * BYTES_PER_READ
+        print(f"free disk where PostgreSQL keeps its data: {free / 1e9:,.1f} GB")
+        print(f"needed for {intervals * METERS:,} rows: about {needed / 1e9:,.1f} GB")
+        if needed > free:
+            raise SystemExit("not enough free disk for this size (GRIDLENS_BENCH_KPI_ROWS)")
+        await conn.execute(
+            b"SELECT gridlens_ensure_read_partitions(%s, %s)",
+            [fleet.start, fleet.read_at(intervals + 2 * 96)],
+        )
+
+
+async def refresh(database_url: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    async with postgres_pool(database_url, max_size=1) as pool:
+        days = await refresh_stale_days(pool)
+    return len(days), time.perf_counter() - started
+
+
+async def one_size(database_url: str, fleet: Fleet, done: int, rows: int) -> int:
+    """Grow the history to ``rows``, then time what the API does with it; the steps done."""
+    intervals = rows // METERS
+    started = time.perf_counter()
+    await grow(database_url, fleet, range(done, intervals))
+    elapsed = time.perf_counter() - started
+    print(f"{intervals * METERS:,} rows ({(intervals - done) * METERS / elapsed:,.0f} rows/s)")
+    days, seconds = await refresh(database_url)
+    print(f"  kpi features brought up to date: {days} day(s) in {seconds:.1f} s")
+    await grow(database_url, fleet, range(intervals, intervals + 1))
+    days, seconds = await refresh(database_url)
+    into_day = (intervals + 1) % 96 or 96
+    print(
+        f"  one new interval ({into_day} of its day, {into_day * METERS:,} reads that day):"
+        f" refresh {seconds:.2f} s ({days} day)"
+    )
+    async with postgres_pool(database_url, max_size=1) as pool:
+        on_disk = await disk_bytes(pool)
+    stored = (intervals + 1) * METERS
+    print(f"  on disk: {on_disk / 2**30:,.2f} GiB, {on_disk / stored:.0f} bytes a read")
+    return intervals + 1
+
+
+async def endpoints(settings: Settings) -> None:
+    app = create_app(settings)
+    async with TestClient(TestServer(app)) as client:
+        for name, path in (
+            ("status", "/api/ami/scale/status"),
+            ("quickcheck", "/api/ami/kpi/quickcheck"),
+        ):
+            p50, p95 = await latencies(client, f"{path}?tenantId={TENANT}")
+            print(f"  {name:10s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+
+
 async def measure(database_url: str, redis_url: str) -> None:
     settings = Settings(
         database_url=database_url,
@@ -92,38 +126,22 @@ async def measure(database_url: str, redis_url: str) -> None:
         api_key="kpi-bench-key-0123456789",
         redis_namespace="gridlens-kpi-bench",
     )
+    settings = settings.resolved(database_url, redis_url, settings.api_key)
+    largest = sizes()[-1] // METERS
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    fleet = Fleet(TENANT, METERS, FEEDERS, today - timedelta(days=largest // 96 + 1))
+    async with postgres_pool(database_url, max_size=1) as pool:
+        await prepare(pool, fleet, largest)
     done = 0
-    for rows in SIZES:
-        intervals = rows // METERS
-        started = time.perf_counter()
-        await grow(database_url, done, intervals)
-        print(
-            f"{rows:,} rows ({intervals - done} intervals written in "
-            f"{time.perf_counter() - started:.0f} s)"
-        )
-        done = intervals
-        started = time.perf_counter()
-        async with postgres_pool(database_url, max_size=1) as pool:
-            days = await refresh_stale_days(pool)
-            on_disk = await disk_bytes(pool)
-        print(
-            f"  kpi features refreshed for {len(days)} day(s) in "
-            f"{time.perf_counter() - started:.1f} s"
-        )
-        per_day = on_disk / rows * METERS * 24 * 60 // 15
-        print(
-            f"  on disk: {on_disk / 2**20:,.0f} MiB ({on_disk / rows:.0f} bytes a read, indexes"
-            f" and rollups included): {per_day / 2**30:.2f} GiB a day for {METERS:,} meters"
-            " at 15 minutes"
-        )
-        app = create_app(settings.resolved(database_url, redis_url, settings.api_key or "-"))
-        async with TestClient(TestServer(app)) as client:
-            for name, path in (
-                ("status", "/api/ami/scale/status"),
-                ("quickcheck", "/api/ami/kpi/quickcheck"),
-            ):
-                p50, p95 = await latencies(client, f"{path}?tenantId={TENANT}")
-                print(f"  {name:10s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
+    for rows in sizes():
+        done = await one_size(database_url, fleet, done, rows)
+        await endpoints(settings)
+    async with postgres_pool(database_url, max_size=1) as pool:
+        await insert_throughput(pool, fleet, done + 1)
+        first_day = fleet.start
+        print(f"  drop a day: {await drop_days(pool, first_day, 1):.2f} s")
+        week = await drop_days(pool, first_day + timedelta(days=1), 7)
+        print(f"  drop a week (7 days, a day at a time): {week:.2f} s")
 
 
 def main() -> None:

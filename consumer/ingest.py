@@ -93,19 +93,24 @@ async def insert_reads(conn: psycopg.AsyncConnection[Any], batch: ReadBatch) -> 
     """The batch's one statement on ``conn``, in its current transaction; the new rows."""
     cursor = await conn.execute(
         query("insert_reads"),
-        {
-            "tenant_id": batch.tenant_id,
-            "feeder_id": batch.feeder_id,
-            "read_at": batch.read_at,
-            "interval_minutes": batch.interval_minutes,
-            "meter_ids": meter_id_array(batch.tenant_id, batch.meter_numbers),
-            "kwh": float8_array(batch.kwh),
-            "voltage": float8_array(batch.voltage),
-            "kwh_received": float8_array(batch.received()),
-            "late": batch.late,
-            "meter_set": meter_set(batch),
-        },
+        insert_params(batch),
         prepare=True,  # planned once per connection, not on each of its first 5 uses
     )
     row = await cursor.fetchone()
     return int(row[0]) if row else 0
+
+
+def insert_params(batch: ReadBatch) -> dict[str, Any]:
+    """The parameters of insert_reads (sql/queries.sql) for the batch."""
+    return {
+        "tenant_id": batch.tenant_id,
+        "feeder_id": batch.feeder_id,
+        "read_at": batch.read_at,
+        "interval_minutes": batch.interval_minutes,
+        "meter_ids": meter_id_array(batch.tenant_id, batch.meter_numbers),
+        "kwh": float8_array(batch.kwh),
+        "voltage": float8_array(batch.voltage),
+        "kwh_received": float8_array(batch.received()),
+        "late": batch.late,
+        "meter_set": meter_set(batch),
+    }

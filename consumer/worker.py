@@ -46,6 +46,7 @@ from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.errors import first_line
 from gridlens.failover import through_failover
 from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.partitions import PartitionDays
 from gridlens.queue import ensure_group
 from gridlens.scripts import Acknowledged, QueueDepth, Scripts
 from gridlens.settings import Settings
@@ -95,6 +96,7 @@ class Consumer:
         self.settings = settings
         self.client = client
         self._connections = HeldConnections(pool)
+        self._partitions = PartitionDays()  # the first job of a new day makes its partition
         self.keys = Keys(settings.redis_namespace)
         self.name = name or consumer_name()
         self.limit = AdaptiveLimit(initial=settings.consumer_concurrency)
@@ -191,6 +193,7 @@ class Consumer:
             try:
                 with metrics.INSERT_SECONDS.time():
                     async with self._connections.connection(keep=self.limit.limit) as conn:
+                        await self._partitions.ensure(conn, batch.read_at)
                         inserted = await insert_reads(conn, batch)
             except TRANSIENT_ERRORS as error:
                 attempt += 1

@@ -95,6 +95,8 @@ class Settings:
     # How long a publish rides out an unreachable Redis primary (a failover) before it
     # gives up with a 503; consumers retry for as long as they run.
     failover_timeout_s: float = 30.0
+    # Whole days of reads older than this are dropped (gridlens/partitions.py); None: kept.
+    retention_days: int | None = None
     log_level: str = "INFO"
 
     @classmethod
@@ -132,6 +134,9 @@ class Settings:
             metrics_port=env.integer("GRIDLENS_METRICS_PORT", 0, low=0, high=65_535) or None,
             redis_min_replicas=env.integer("GRIDLENS_REDIS_MIN_REPLICAS", 0, low=0, high=16),
             failover_timeout_s=env.seconds("GRIDLENS_FAILOVER_TIMEOUT_S", 30.0),
+            retention_days=env.integer("GRIDLENS_RETENTION_DAYS", 0, low=1, high=36_500)
+            if env.raw("GRIDLENS_RETENTION_DAYS")
+            else None,
             log_level=env.choice(
                 "GRIDLENS_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),

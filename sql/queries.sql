@@ -6,8 +6,8 @@
 -- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
 -- add update the status rollups in the same statement, hence the same transaction, in a
 -- row of the job's own meter set (0007); the meters are registered only by the job that
--- registers their meter set (0006). A late batch (a buffered outage's backlog, 0012) is
--- stored marked late, and its lateness (stored time − read time) counted in the rollup.
+-- registers their meter set on the reads' day (0006, 0013), and for that day. A late batch (a buffered outage's backlog, 0012) is stored marked late, and its
+-- lateness (stored time − read time) counted in the rollup.
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
         (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage, kwh_received,
@@ -20,10 +20,15 @@ WITH new_reads AS (
     ON CONFLICT (tenant_id, meter_id, read_at) DO NOTHING
     RETURNING meter_id, kwh, kwh_received
 ), new_set AS (
-    INSERT INTO public.tenant_meter_sets (tenant_id, meter_set)
-    VALUES (%(tenant_id)s, %(meter_set)s::uuid)
-    ON CONFLICT (tenant_id, meter_set) DO NOTHING
+    INSERT INTO public.tenant_meter_set_days (tenant_id, day, meter_set)
+    VALUES (%(tenant_id)s, public.gridlens_read_day(%(read_at)s), %(meter_set)s::uuid)
+    ON CONFLICT (tenant_id, day, meter_set) DO NOTHING
     RETURNING meter_set
+), new_meter_days AS (
+    INSERT INTO public.tenant_meter_days (tenant_id, meter_id, day)
+    SELECT %(tenant_id)s, meter_id, public.gridlens_read_day(%(read_at)s) FROM new_reads
+    WHERE EXISTS (SELECT FROM new_set)
+    ON CONFLICT (tenant_id, meter_id, day) DO NOTHING
 ), new_meters AS (
     INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
     SELECT %(tenant_id)s, meter_id, %(read_at)s FROM new_reads
@@ -128,10 +133,14 @@ WHERE tenant_id = %(tenant_id)s
 -- outside the consumer). Takes a lock that pauses inserts while it runs. The meter-set
 -- registry starts again empty: the next job of each set registers its meters again.
 LOCK TABLE public.meter_reads_electric IN SHARE MODE;
-TRUNCATE public.tenant_meters, public.tenant_meter_sets, public.meter_reads_rollup;
+TRUNCATE public.tenant_meters, public.tenant_meter_days, public.tenant_meter_sets,
+         public.tenant_meter_set_days, public.meter_reads_rollup;
 INSERT INTO public.tenant_meters (tenant_id, meter_id, first_read_at)
 SELECT tenant_id, meter_id, MIN(read_at) FROM public.meter_reads_electric
 GROUP BY tenant_id, meter_id;
+INSERT INTO public.tenant_meter_days (tenant_id, meter_id, day)
+SELECT DISTINCT tenant_id, meter_id, public.gridlens_read_day(read_at)
+FROM public.meter_reads_electric;
 -- (How late the late reads were is not kept per row: late_seconds_max starts again empty.)
 INSERT INTO public.meter_reads_rollup
     (tenant_id, read_at, feeder_id, reads, kwh, kwh_received, late_reads)
@@ -163,8 +172,7 @@ ORDER BY outside_range_b DESC, outside_range_a DESC, voltage_min
 
 -- name: quickcheck_completeness
 SELECT read_at, reads_received, meters_expected, completeness
-FROM public.kpi_read_completeness
-WHERE tenant_id = %(tenant_id)s AND read_at >= %(since)s
+FROM public.kpi_read_completeness_since(%(tenant_id)s, %(since)s)
 ORDER BY read_at DESC
 
 -- name: insufficient_data
@@ -190,6 +198,14 @@ RESET ALL
 -- name: statement_budget
 -- A statement timeout for the rest of the current transaction.
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
+
+-- name: refresh_budget
+-- A day's refresh: its statement timeout; no nested loops, whatever the statistics say (a
+-- new day's partition is not analyzed yet: planned for a few rows, its refresh joined
+-- 25,000 meters to 25,000 in nested loops, minutes instead of seconds); and no JIT
+-- compilation (about 0.9 s of compiling at 25,000 meters, for nothing in return).
+SELECT set_config('statement_timeout', %(milliseconds)s, true),
+       set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)
 
 -- name: stale_days
 -- Days (UTC) whose reads changed since their features were computed, and every later day
@@ -217,23 +233,37 @@ ORDER BY current.day, current.tenant_id
 -- The features and verdict of one tenant's day (reads ending in (day, day + 1 day]), from
 -- its rows and the baseline its meters carried out of their latest earlier day
 -- (sql/migrations/0010, 0012).
-WITH reads AS (
-    SELECT feeder_id, meter_id, kwh, kwh_received, interval_minutes,
-           AVG(kwh) OVER (PARTITION BY feeder_id, read_at) AS feeder_kwh,
-           MAX(kwh_received) OVER (PARTITION BY feeder_id, read_at) AS feeder_received,
-           EXTRACT(hour FROM (read_at - interval_minutes * interval '30 seconds')
-                             AT TIME ZONE 'UTC')::integer AS hour
+WITH day_reads AS (
+    SELECT feeder_id, meter_id, read_at, kwh, kwh_received, interval_minutes
     FROM public.meter_reads_electric
     WHERE tenant_id = %(tenant_id)s
       AND read_at > %(day)s AND read_at <= %(day)s + interval '24 hours'  -- in any time zone
+), peers AS (
+    -- Per feeder and interval: the mean read, and the most any of its meters received.
+    SELECT feeder_id, read_at, AVG(kwh) AS feeder_kwh, MAX(kwh_received) AS feeder_received
+    FROM day_reads
+    GROUP BY feeder_id, read_at
+), reads AS (
+    SELECT feeder_id, meter_id, kwh, kwh_received, interval_minutes, feeder_kwh, feeder_received,
+           EXTRACT(hour FROM (read_at - interval_minutes * interval '30 seconds')
+                             AT TIME ZONE 'UTC')::integer AS hour
+    FROM day_reads JOIN peers USING (feeder_id, read_at)
+), feeders AS (
+    -- The feeder each meter reported from most that day (the first by id on a tie).
+    SELECT DISTINCT ON (meter_id) meter_id, feeder_id
+    FROM (SELECT meter_id, feeder_id, COUNT(*) AS reads FROM reads GROUP BY 1, 2) AS counted
+    ORDER BY meter_id, reads DESC, feeder_id
 ), features AS (
-    SELECT MODE() WITHIN GROUP (ORDER BY feeder_id) AS feeder_id, meter_id, COUNT(*) AS reads,
-           MIN(interval_minutes) AS interval_minutes, AVG(kwh) AS kwh_per_read,
-           COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0) AS zero_reads,
-           STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation, CORR(kwh, feeder_kwh) AS peer_corr,
-           BOOL_OR(kwh_received > 0) AS exported
-    FROM reads
-    GROUP BY meter_id  -- one row per meter-day, on the feeder it reported from most
+    -- One row per meter-day (hash-aggregated: no sort of the day's reads).
+    SELECT feeders.feeder_id, per_meter.*
+    FROM (SELECT meter_id, COUNT(*) AS reads, MIN(interval_minutes) AS interval_minutes,
+                 AVG(kwh) AS kwh_per_read,
+                 COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0) AS zero_reads,
+                 STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation,
+                 CORR(kwh, feeder_kwh) AS peer_corr, BOOL_OR(kwh_received > 0) AS exported
+          FROM reads
+          GROUP BY meter_id) AS per_meter
+    JOIN feeders USING (meter_id)
 ), latest AS (
     SELECT DISTINCT ON (earlier.meter_id) earlier.*
     FROM public.kpi_meter_days AS earlier
@@ -349,10 +379,59 @@ SELECT pg_advisory_unlock(7349827350)
 -- name: theft_refreshed_at
 SELECT refreshed_at FROM public.kpi_refreshed_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s
 
+-- name: missing_read_partitions
+-- The days without a read partition (sql/migrations/0013): from yesterday to days_ahead
+-- days after today, and every day the default partition holds reads of; oldest first.
+SELECT day
+FROM (SELECT generate_series(date_trunc('day', now() - interval '24 hours', 'UTC'),
+                             date_trunc('day', now() + %(days_ahead)s * interval '24 hours', 'UTC'),
+                             interval '24 hours') AS day
+      UNION
+      SELECT DISTINCT public.gridlens_read_day(read_at)
+      FROM public.meter_reads_electric_default) AS days
+WHERE to_regclass('public.meter_reads_electric_p' || to_char(day AT TIME ZONE 'UTC', 'YYYYMMDD'))
+      IS NULL
+ORDER BY day
+
+-- name: ensure_read_partition
+-- The partition of the day read_day lies in, made if missing (moving its reads out of the
+-- default partition); true when made.
+SELECT public.gridlens_ensure_read_partition(%(day)s)
+
+-- name: expired_read_days
+-- The days (UTC) whose reads all lie more than keep_days days back, oldest first: their
+-- partition (NULL if none, e.g. rows left in the default partition) and the reads they
+-- hold, from the rollups.
+WITH window_start AS (
+    SELECT now() - %(keep_days)s * interval '24 hours' AS at
+), partitions AS (
+    SELECT (to_date(right(child.relname, 8), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC') AS day,
+           child.relname::text AS partition
+    FROM pg_inherits AS link
+    JOIN pg_class AS child ON child.oid = link.inhrelid
+    WHERE link.inhparent = 'public.meter_reads_electric'::regclass
+      AND child.relname ~ '^meter_reads_electric_p[0-9]{8}$'
+), counted AS (
+    SELECT public.gridlens_read_day(read_at) AS day, SUM(reads)::bigint AS reads
+    FROM public.meter_reads_rollup
+    WHERE read_at <= (SELECT at FROM window_start)
+    GROUP BY 1
+)
+SELECT day, partitions.partition, COALESCE(counted.reads, 0)
+FROM partitions FULL JOIN counted USING (day)
+WHERE day + interval '24 hours' <= (SELECT at FROM window_start)
+ORDER BY day
+
+-- name: drop_read_day
+-- One day's partition and what was kept of its reads beside it (0013); returns its reads.
+SELECT public.gridlens_drop_read_day(%(day)s)
+
 -- name: disk_bytes
 -- What the reads take on disk: the table with its indexes and TOAST, and the rollups
 -- and meter registry the insert keeps beside it (bench/kpi.py, for sizing).
-SELECT pg_total_relation_size('public.meter_reads_electric')
+SELECT (SELECT SUM(pg_total_relation_size(relid))
+        FROM pg_partition_tree('public.meter_reads_electric'))
      + pg_total_relation_size('public.meter_reads_rollup')
+     + pg_total_relation_size('public.tenant_meter_days')
      + pg_total_relation_size('public.tenant_meters')
-     + pg_total_relation_size('public.tenant_meter_sets')
+     + pg_total_relation_size('public.tenant_meter_set_days')

@@ -27,6 +27,7 @@ def test_defaults_follow_the_spec() -> None:
     assert settings.caps.meter_count == 25_000
     assert settings.caps.jobs_per_publish == 200
     assert settings.caps.queue_depth == 500
+    assert settings.retention_days is None  # every read kept
 
 
 def test_values_are_read_from_the_environment() -> None:
@@ -38,8 +39,10 @@ def test_values_are_read_from_the_environment() -> None:
             "GRIDLENS_CONSUMERS": "4",
             "GRIDLENS_AUTH_READS": "1",
             "GRIDLENS_MAX_READS_PER_SECOND": "1000",
+            "GRIDLENS_RETENTION_DAYS": "45",
         }
     )
+    assert settings.retention_days == 45
     assert settings.redis_url == "rediss://:secret@cache:6380/0"
     assert (settings.port, settings.consumers, settings.auth_reads) == (8080, 4, True)
     assert settings.caps.reads_per_second == 1000
@@ -56,6 +59,8 @@ def test_values_are_read_from_the_environment() -> None:
         ("REDIS_URL", "http://x", "REDIS_URL='http://x': REDIS_URL must start with one of"),
         ("REDIS_URL", "redis+sentinel://:pw@s1", "REDIS_URL='redis+sentinel://:***@s1': a Sent"),
         ("GRIDLENS_REDIS_MIN_REPLICAS", "-1", "GRIDLENS_REDIS_MIN_REPLICAS=-1 is outside 0..16"),
+        ("GRIDLENS_RETENTION_DAYS", "0", "GRIDLENS_RETENTION_DAYS=0 is outside 1..36500"),
+        ("GRIDLENS_RETENTION_DAYS", "a week", "GRIDLENS_RETENTION_DAYS='a week' is not an integer"),
         ("GRIDLENS_API_KEY", "short", "GRIDLENS_API_KEY is too short"),
         ("GRIDLENS_REDIS_NAMESPACE", "a b", "GRIDLENS_REDIS_NAMESPACE='a b' must match"),
     ],
