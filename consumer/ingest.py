@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from consumer.pgbinary import float8_array, meter_id_array, register
 from gridlens.entry import ReadBatch
+from gridlens.partitions import DEFAULT_PARTITION, ensure_partition, read_day
 from gridlens.sqlfiles import query
 
 register(psycopg.adapters)  # the binary array parameters below, for every connection
@@ -84,9 +85,22 @@ class HeldConnections:
 
 
 async def insert_batch(pool: AsyncConnectionPool[Any], batch: ReadBatch) -> int:
-    """Insert the batch (one statement, one transaction); return the rows that were new."""
+    """Insert the batch (one transaction, its day's partition made first if missing);
+    return the rows that were new."""
     async with pool.connection() as conn:
+        await ensure_partition(conn, read_day(batch.read_at))
         return await insert_reads(conn, batch)
+
+
+def partition_race(error: BaseException) -> bool:
+    """A read routed to the default partition while its day's partition was being
+    attached (the default's constraint changed under the insert): tried again, it lands in
+    the new partition."""
+    return (
+        isinstance(error, psycopg.errors.CheckViolation)
+        and error.diag.table_name == DEFAULT_PARTITION
+        and error.diag.constraint_name is None
+    )
 
 
 async def insert_reads(conn: psycopg.AsyncConnection[Any], batch: ReadBatch) -> int:

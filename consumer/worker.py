@@ -37,7 +37,7 @@ from consumer import metrics
 from consumer.acks import Acknowledgements
 from consumer.fetch import Fetcher
 from consumer.housekeeping import Housekeeping, stop_side_tasks
-from consumer.ingest import HeldConnections, insert_reads
+from consumer.ingest import HeldConnections, insert_reads, partition_race
 from consumer.limit import AdaptiveLimit
 from consumer.slots import Job, Slots
 from gridlens import failover
@@ -195,7 +195,9 @@ class Consumer:
                     async with self._connections.connection(keep=self.limit.limit) as conn:
                         await self._partitions.ensure(conn, batch.read_at)
                         inserted = await insert_reads(conn, batch)
-            except TRANSIENT_ERRORS as error:
+            except (*TRANSIENT_ERRORS, psycopg.errors.CheckViolation) as error:
+                if not isinstance(error, TRANSIENT_ERRORS) and not partition_race(error):
+                    raise
                 attempt += 1
                 metrics.IN_FLIGHT_LIMIT.set(self.limit.failed())
                 metrics.INSERT_RETRIES.inc()

@@ -22,6 +22,7 @@ from gridlens.sqlfiles import query
 log = logging.getLogger(__name__)
 
 DAYS_AHEAD: Final = 7
+DEFAULT_PARTITION: Final = "meter_reads_electric_default"
 
 DAYS_DROPPED = Counter(
     "gridlens_retention_days_dropped_total", "Days of reads dropped by the retention window."

@@ -19,10 +19,9 @@ from aiohttp.test_utils import TestClient
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from api.kpi_refresh import refresh_stale_days
 from gridlens.connections import postgres_pool
 from tests.conftest import TEST_API_KEY, ClientFactory
-from tests.test_kpi import ingest
+from tests.test_kpi import ingest, refresh_until_current
 
 ROUNDS = 200
 AUTH = {"Authorization": f"Bearer {TEST_API_KEY}"}
@@ -116,7 +115,7 @@ async def test_every_endpoint_answers_alike_after_200_shuffled_rounds_on_one_con
 ) -> None:
     tenant = namespace.replace("-", "_")
     await ingest(pool, tenant, meters=40, start=START, intervals=2 * 96, interval_minutes=15)
-    await refresh_stale_days(pool)
+    await refresh_until_current(pool, tenant)
     routes = calls(tenant)
     fresh: dict[str, Any] = {}
     for name, call in routes.items():  # each from an application of its own

@@ -22,12 +22,19 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.kpi_refresh import refresh_stale_days
 from app.migrate import migrate
-from consumer.ingest import insert_batch, insert_params
+from consumer.ingest import insert_batch, insert_params, partition_race
 from consumer.worker import Consumer
 from gridlens.connections import postgres_pool
 from gridlens.entry import ENTRY_FIELD, ReadBatch, encode
 from gridlens.keys import Keys
-from gridlens.partitions import PartitionDays, ensure_partitions, expired_days, prune
+from gridlens.partitions import (
+    PartitionDays,
+    ensure_partition,
+    ensure_partitions,
+    expired_days,
+    prune,
+    read_day,
+)
 from gridlens.settings import Settings
 from gridlens.sqlfiles import migrations, query
 
@@ -53,6 +60,13 @@ def batch(tenant: str, feeder: int, read_at: datetime, meters: range = range(20)
         voltage=[120.0 + number % 5 for number in numbers],
         kwh_received=[0.0] * len(numbers),
     )
+
+
+async def insert_without_partition(pool: AsyncConnectionPool[Any], entry: ReadBatch) -> int:
+    """The consumer's statement alone, its day's partition not made first."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query("insert_reads"), insert_params(entry))
+        return int((await cursor.fetchone() or (0,))[0])
 
 
 def day_start(days_from_today: int) -> datetime:
@@ -213,7 +227,7 @@ async def test_partitions_are_made_ahead_and_a_read_without_one_waits_in_the_def
         assert await ensure_partitions(pool) == 0  # nothing missing
 
         far = day_start(40) + timedelta(hours=6)  # no partition yet: the default takes it
-        assert await insert_batch(pool, batch("AHEAD", 1, far)) == 20
+        assert await insert_without_partition(pool, batch("AHEAD", 1, far)) == 20
         async with pool.connection() as conn:
             before = await fingerprint(conn)
             status = await status_matches_the_table(conn, "AHEAD")
@@ -277,7 +291,7 @@ async def test_retention_drops_whole_days_and_status_stays_exact(
                 # Meters 20..29 of feeder 2 report only on the oldest day.
                 meters = range(20, 30) if hour < 24 else range(10)
                 await insert_batch(pool, batch(tenant, 2, read_at, meters))
-        assert await ensure_partitions(pool) == 5  # the pass moves the days out of the default
+        assert await ensure_partitions(pool) == 0  # each insert made its day's partition
         await refresh_stale_days(pool)
         async with pool.connection() as conn:
             before = await fingerprint(conn)
@@ -314,7 +328,7 @@ async def test_retention_drops_whole_days_and_status_stays_exact(
             assert await cursor.fetchone() == (0, 0, 2 * 30 * 3, None)
         assert await prune(pool, keep_days=4) == []  # nothing more to drop
 
-        # A late read of a dropped day waits in the default partition, and goes next time.
+        # A late read of a dropped day brings its partition back, and goes next time.
         assert await insert_batch(pool, batch("KEPT_A", 1, oldest + timedelta(hours=3))) == 20
         async with pool.connection() as conn:
             assert (await status_matches_the_table(conn, "KEPT_A"))[1] == 30 * 12 + 20
@@ -348,3 +362,27 @@ def test_prune_dry_run_lists_the_days_and_drops_nothing(fresh_database_url: str)
             return int((await cursor.fetchone() or (0,))[0])
 
     assert asyncio.run(still_there()) == 20
+
+
+async def test_an_insert_that_meets_a_partition_being_attached_is_retried_into_it(
+    fresh_database_url: str,
+) -> None:
+    """An insert routed to the default partition while its day's partition is attached
+    fails on the default's new constraint; that error is the race, and a retry lands."""
+    await migrate(fresh_database_url)
+    read_at = day_start(-30) + timedelta(hours=2)
+    async with (
+        postgres_pool(fresh_database_url, max_size=2, autocommit=True) as pool,
+        await psycopg.AsyncConnection.connect(fresh_database_url) as maker,
+    ):
+        await ensure_partition(maker, read_day(read_at))  # holds the default's lock
+        inserting = asyncio.create_task(insert_without_partition(pool, batch("RACE", 1, read_at)))
+        await asyncio.sleep(0.5)
+        await maker.commit()
+        with pytest.raises(psycopg.errors.CheckViolation) as raised:
+            await inserting
+        assert partition_race(raised.value)
+        assert await insert_without_partition(pool, batch("RACE", 1, read_at)) == 20
+        async with pool.connection() as conn:
+            assert await misplaced_rows(conn) == 0
+            await status_matches_the_table(conn, "RACE")
