@@ -25,7 +25,8 @@ DAYS_AHEAD: Final = 7
 DEFAULT_PARTITION: Final = "meter_reads_electric_default"
 
 DAYS_DROPPED = Counter(
-    "gridlens_retention_days_dropped_total", "Days of reads dropped by the retention window."
+    "gridlens_retention_partitions_dropped_total",
+    "Day partitions of reads dropped by the retention window.",
 )
 READS_DROPPED = Counter(
     "gridlens_retention_reads_dropped_total", "Reads dropped with their days by retention."

@@ -306,12 +306,14 @@ async def test_retention_drops_whole_days_and_status_stays_exact(
         async with pool.connection() as conn:
             assert await fingerprint(conn) == before  # showing changed nothing
 
-        dropped_before = REGISTRY.get_sample_value("gridlens_retention_days_dropped_total") or 0
+        dropped_before = (
+            REGISTRY.get_sample_value("gridlens_retention_partitions_dropped_total") or 0
+        )
         with caplog.at_level(logging.INFO, logger="gridlens.partitions"):
             assert await prune(pool, keep_days=4) == shown
         logged = [r for r in caplog.records if getattr(r, "action", "") == "retention_drop"]
         assert [getattr(r, "reads", None) for r in logged] == [d.reads for d in shown]
-        dropped_now = REGISTRY.get_sample_value("gridlens_retention_days_dropped_total")
+        dropped_now = REGISTRY.get_sample_value("gridlens_retention_partitions_dropped_total")
         assert dropped_now == dropped_before + 2
         async with pool.connection() as conn:
             for tenant in ("KEPT_A", "KEPT_B"):
