@@ -77,6 +77,12 @@ BEGIN
     END IF;
     PERFORM pg_advisory_xact_lock(7349827351);
     PERFORM set_config('lock_timeout', '1s', true);
+    -- Rows to move: the whole table is locked first (a reader planned before the attach
+    -- would miss them, gone from the default and in a partition it does not know yet).
+    IF EXISTS (SELECT FROM public.meter_reads_electric_default
+               WHERE read_at >= low AND read_at < high) THEN
+        LOCK TABLE public.meter_reads_electric IN ACCESS EXCLUSIVE MODE;
+    END IF;
     LOCK TABLE public.meter_reads_electric_default IN ACCESS EXCLUSIVE MODE;
     -- Looked up again after a table lock (which brings the catalog up to date): another
     -- process may have made it while this one waited.
