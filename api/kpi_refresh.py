@@ -64,7 +64,8 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
 
 
 def background_refresh(pool_of: Any) -> Any:
-    """A cleanup context running passes every REFRESH_EVERY_S while the app runs."""
+    """A cleanup context running passes every REFRESH_EVERY_S while the app runs (both
+    looked up at each pass, as the tests replace them)."""
     return every(
         lambda: REFRESH_EVERY_S, "kpi_refresh", lambda pool: refresh_stale_days(pool), pool_of
     )

@@ -28,7 +28,7 @@ from gridlens.apikey import ensure_api_key
 from gridlens.connections import postgres_pool
 from gridlens.entry import TENANT_PATTERN
 from gridlens.errors import first_line
-from gridlens.partitions import ensure_partitions, expired_days, prune
+from gridlens.partitions import expired_days, prune
 from gridlens.settings import DEFAULT_EV_SHARE, DEFAULT_PV_SHARE, Settings, SettingsError
 from gridlens.sqlfiles import query
 from producer.diversity import FleetMix
@@ -187,8 +187,6 @@ async def _kpi_refresh(database_url: str) -> int:
 
 async def _prune(database_url: str, keep_days: int, dry_run: bool) -> int:
     async with postgres_pool(database_url, max_size=1) as pool:
-        if not dry_run:
-            await ensure_partitions(pool)  # reads left in the default partition first
         days = await (expired_days if dry_run else prune)(pool, keep_days)
     verb = "would drop" if dry_run else "dropped"
     for expired in days:

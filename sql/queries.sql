@@ -6,8 +6,9 @@
 -- Re-delivery is harmless: a read already stored is skipped (SPEC §5). The rows it did
 -- add update the status rollups in the same statement, hence the same transaction, in a
 -- row of the job's own meter set (0007); the meters are registered only by the job that
--- registers their meter set on the reads' day (0006, 0013), and for that day. A late batch (a buffered outage's backlog, 0012) is stored marked late, and its
--- lateness (stored time − read time) counted in the rollup.
+-- registers their meter set on the reads' day (0006, 0013), and for that day. A late batch
+-- (a buffered outage's backlog, 0012) is stored marked late, and its lateness (stored time
+-- − read time) counted in the rollup.
 WITH new_reads AS (
     INSERT INTO public.meter_reads_electric
         (tenant_id, meter_id, feeder_id, read_at, interval_minutes, kwh, voltage, kwh_received,
@@ -389,8 +390,7 @@ FROM (SELECT generate_series(date_trunc('day', now() - interval '24 hours', 'UTC
       UNION
       SELECT DISTINCT public.gridlens_read_day(read_at)
       FROM public.meter_reads_electric_default) AS days
-WHERE to_regclass('public.meter_reads_electric_p' || to_char(day AT TIME ZONE 'UTC', 'YYYYMMDD'))
-      IS NULL
+WHERE to_regclass('public.' || public.gridlens_read_partition(day)) IS NULL
 ORDER BY day
 
 -- name: ensure_read_partition

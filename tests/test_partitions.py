@@ -105,8 +105,7 @@ async def misplaced_rows(conn: psycopg.AsyncConnection[Any]) -> int:
     """Rows not in the partition named for their day (the default partition included)."""
     cursor = await conn.execute(
         b"SELECT count(*) FROM meter_reads_electric WHERE tableoid::regclass::text"
-        b" <> 'meter_reads_electric_p' || to_char(gridlens_read_day(read_at) AT TIME ZONE 'UTC',"
-        b" 'YYYYMMDD')"
+        b" <> gridlens_read_partition(gridlens_read_day(read_at))"
     )
     row = await cursor.fetchone()
     return int(row[0]) if row else -1

@@ -38,6 +38,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN date_trunc('day', (p_read_at - interval '1 microsecond') AT TIME ZONE 'UTC')
        AT TIME ZONE 'UTC';
 
+-- The name of a day's read partition (the day: any time within it, UTC).
+CREATE FUNCTION public.gridlens_read_partition(p_day timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN 'meter_reads_electric_p' || to_char(p_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+
 -- Every view of the schema, as it is defined now: the copy below replaces the table they
 -- read, and they are recreated over the new one.
 CREATE TEMPORARY TABLE gridlens_views ON COMMIT DROP AS
@@ -68,7 +73,7 @@ CREATE FUNCTION public.gridlens_ensure_read_partition(p_day timestamptz) RETURNS
 LANGUAGE plpgsql AS $$
 DECLARE
     day timestamptz := date_trunc('day', p_day, 'UTC');
-    partition text := format('meter_reads_electric_p%s', to_char(day AT TIME ZONE 'UTC', 'YYYYMMDD'));
+    partition text := public.gridlens_read_partition(day);
     low timestamptz := day + interval '1 microsecond';
     high timestamptz := low + interval '24 hours';  -- a UTC day in any session time zone
 BEGIN
@@ -123,7 +128,7 @@ CREATE FUNCTION public.gridlens_drop_read_day(p_day timestamptz) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
     v_day timestamptz := date_trunc('day', p_day, 'UTC');
-    v_partition text := 'meter_reads_electric_p' || to_char(v_day AT TIME ZONE 'UTC', 'YYYYMMDD');
+    v_partition text := public.gridlens_read_partition(v_day);
     v_dropped bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(7349827351);  -- one creator or dropper at a time
