@@ -98,7 +98,7 @@ class _SentinelManagedRedis(aioredis.Redis):
 def _sentinel_client(
     target: RedisTarget, max_connections: int, options: dict[str, Any]
 ) -> aioredis.Redis:
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed from redis 8
         list(target.hosts),
         sentinel_kwargs={
             "password": target.sentinel_password,
