@@ -1,10 +1,13 @@
 """Keeping the per-meter-day KPI features current (table kpi_meter_day_features).
 
-A day's features need all of the tenant's rows of that day, so they are computed
-once per change rather than per query: a pass finds the days whose read count (from
-the ingest rollup) differs from when their features were computed, and recomputes
-those. One process at a time does a pass (an advisory lock); every API process
-runs passes in the background, so whichever is free keeps them current.
+A day's features need all of the tenant's rows of that day, so they are kept rather
+than computed per query, hour by hour (sql/migrations/0014): a pass finds the days
+whose read count (from the ingest rollup) differs from when their features were
+computed, recomputes the hours of those that changed, and adds each day's hours up.
+A day that is over is judged too (api/kpi_judge.py), and so is every later day (its
+verdict starts from the baseline of the days before it). One process at a time does
+a pass (an advisory lock); every API process runs passes in the background, so
+whichever is free keeps them current.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from api.background import every
+from api.kpi_judge import judge_day
 from gridlens.sqlfiles import query
 
 log = logging.getLogger(__name__)
@@ -42,12 +46,17 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
         try:
             stale = await (await conn.execute(query("stale_days"))).fetchall()
             await conn.commit()
-            for tenant_id, day, reads in stale:
+            for tenant_id, day, reads, changed, over, judged in stale:
                 async with conn.transaction():
                     budget = {"milliseconds": str(PASS_TIMEOUT_MS)}
                     await conn.execute(query("refresh_budget"), budget)
-                    params = {"tenant_id": tenant_id, "day": day, "reads": reads}
-                    await conn.execute(query("refresh_meter_days"), params)
+                    params = {"tenant_id": tenant_id, "day": day, "reads": reads, "over": over}
+                    if changed or (over and not judged):
+                        await refresh_features(conn, params)
+                    if over:
+                        await judge_day(conn, params)
+                    await conn.execute(query("record_day"), params)
+                    await conn.execute(query("drop_settled_hours"), params)
                 refreshed.append((tenant_id, day))
             if len(refreshed) > 1:  # a backfill's worth: plans need statistics now
                 await conn.execute(query("analyze_features"))
@@ -61,6 +70,30 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
     if refreshed:
         log.info("kpi features refreshed", extra={"action": "kpi_refresh", "days": len(refreshed)})
     return refreshed
+
+
+async def refresh_features(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> None:
+    """One tenant-day's features: the hours from the first to the last whose reads changed
+    recomputed from their reads (all of them when the day's hour rows were dropped), then
+    the day's hours added up. Nothing to do when no hour changed."""
+    counts = await (await conn.execute(query("changed_hours"), params)).fetchall()
+    changed = [hour for hour, _, differs in counts if differs]
+    if not changed:
+        return
+    hours = list(range(changed[0], changed[-1] + 1))
+    reads = dict((hour, count) for hour, count, _ in counts)
+    recomputed = {
+        **params,
+        "hours": hours,
+        "reads": [reads.get(hour, 0) for hour in hours],
+        "first": hours[0],
+        "last": hours[-1],
+    }
+    await conn.execute(query("ensure_hours_partition"), params)
+    await conn.execute(query("clear_meter_hours"), recomputed)
+    await conn.execute(query("refresh_meter_hours"), recomputed)
+    await conn.execute(query("record_hours"), recomputed)
+    await conn.execute(query("refresh_day_features"), recomputed)
 
 
 def background_refresh(pool_of: Any) -> Any:

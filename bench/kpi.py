@@ -1,11 +1,13 @@
 """Status, quickcheck and the KPI refresh as history grows to 100 million rows, by day.
 
-One tenant of 25,000 meters at 15 minutes, written into the partitioned table by the
-consumer's own statement (rollups included) straight from the generator, not through
-the queue: 1 million rows, then 100 million (about six weeks), ending about now. At
-each size the KPI features are brought up to date (timed), then one new interval is
+A tenant of 25,000 meters at 15 minutes per size, written into the partitioned table by
+the consumer's own statement (rollups included) straight from the generator, not through
+the queue, its history ending today: 1 million rows (today's first 40 intervals: a
+fleet's first day), then 100 million (about six weeks) beside it. At each size the KPI
+features are brought up to date (timed), then one new interval is
 written and its refresh timed; status and quickcheck are called through the real aiohttp
-application (p50, p95). At the last size: insert throughput on one connection against
+application (p50, p95); and the pass that closes a day (its last hour recomputed, then its
+verdict made). At the last size: insert throughput on one connection against
 an unpartitioned copy, and the time to drop a day and a week. GRIDLENS_BENCH_KPI_ROWS
 sets the sizes (comma-separated; default 1000000,100000000). Targets at 100 million
 rows: status p95 < 50 ms, quickcheck p95 < 150 ms; one interval's refresh < 2 s at every
@@ -64,7 +66,8 @@ async def latencies(client: TestClient, path: str) -> tuple[float, float]:  # ty
 
 
 async def prepare(pool: AsyncConnectionPool[Any], fleet: Fleet, intervals: int) -> None:
-    """Free disk first; then the partitions of the whole history, made ahead of it."""
+    """Free disk first (for ``intervals`` of the fleet's size); then the partitions of the
+    fleet's history (the longest), made ahead of it."""
     async with pool.connection() as conn:
         free = await free_disk(conn)
         needed = intervals * METERS * BYTES_PER_READ
@@ -85,13 +88,39 @@ async def refresh(database_url: str) -> tuple[int, float]:
     return len(days), time.perf_counter() - started
 
 
-async def one_size(database_url: str, fleet: Fleet, done: int, rows: int) -> int:
-    """Grow the history to ``rows``, then time what the API does with it; the steps done."""
+async def close_a_day(database_url: str, tenant_id: str) -> float | None:
+    """The pass after a day's last interval: that hour recomputed, the day judged. The
+    tenant's latest day that is over plays it, its last hour and its verdict forgotten
+    first (None: no day is over yet)."""
+    async with postgres_pool(database_url, max_size=1) as pool, pool.connection() as conn:
+        cursor = await conn.execute(
+            b"WITH last AS (SELECT max(day) AS day FROM kpi_refreshed_days"
+            b"  WHERE tenant_id = %(t)s AND judged),"
+            b" hours AS (DELETE FROM kpi_refreshed_hours WHERE tenant_id = %(t)s"
+            b"  AND day = (SELECT day FROM last) AND hour = 23)"
+            b" UPDATE kpi_refreshed_days SET judged = false"
+            b" WHERE tenant_id = %(t)s AND day = (SELECT day FROM last)",
+            {"t": tenant_id},
+        )
+        if cursor.rowcount == 0:
+            return None
+    return (await refresh(database_url))[1]
+
+
+def fleet_of(rows: int) -> Fleet:
+    """A tenant of ``rows`` reads whose last interval (and the one added) is today's."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    days = (rows // METERS) // 96
+    return Fleet(f"{TENANT}_{rows}", METERS, FEEDERS, today - timedelta(days=days))
+
+
+async def one_size(database_url: str, fleet: Fleet, rows: int) -> int:
+    """Write a history of ``rows``, then time what the API does with it; the steps done."""
     intervals = rows // METERS
     started = time.perf_counter()
-    await grow(database_url, fleet, range(done, intervals))
+    await grow(database_url, fleet, range(intervals))
     elapsed = time.perf_counter() - started
-    print(f"{intervals * METERS:,} rows ({(intervals - done) * METERS / elapsed:,.0f} rows/s)")
+    print(f"{intervals * METERS:,} rows ({intervals * METERS / elapsed:,.0f} rows/s)")
     days, seconds = await refresh(database_url)
     print(f"  kpi features brought up to date: {days} day(s) in {seconds:.1f} s")
     await grow(database_url, fleet, range(intervals, intervals + 1))
@@ -101,6 +130,9 @@ async def one_size(database_url: str, fleet: Fleet, done: int, rows: int) -> int
         f"  one new interval ({into_day} of its day, {into_day * METERS:,} reads that day):"
         f" refresh {seconds:.2f} s ({days} day)"
     )
+    closing = await close_a_day(database_url, fleet.tenant_id)
+    if closing is not None:
+        print(f"  the pass that closes a day (its last hour, then its verdict): {closing:.2f} s")
     async with postgres_pool(database_url, max_size=1) as pool:
         on_disk = await disk_bytes(pool)
     stored = (intervals + 1) * METERS
@@ -108,14 +140,14 @@ async def one_size(database_url: str, fleet: Fleet, done: int, rows: int) -> int
     return intervals + 1
 
 
-async def endpoints(settings: Settings) -> None:
+async def endpoints(settings: Settings, tenant_id: str) -> None:
     app = create_app(settings)
     async with TestClient(TestServer(app)) as client:
         for name, path in (
             ("status", "/api/ami/scale/status"),
             ("quickcheck", "/api/ami/kpi/quickcheck"),
         ):
-            p50, p95 = await latencies(client, f"{path}?tenantId={TENANT}")
+            p50, p95 = await latencies(client, f"{path}?tenantId={tenant_id}")
             print(f"  {name:10s} p50 {p50:7.1f} ms   p95 {p95:7.1f} ms")
 
 
@@ -127,15 +159,14 @@ async def measure(database_url: str, redis_url: str) -> None:
         redis_namespace="gridlens-kpi-bench",
     )
     settings = settings.resolved(database_url, redis_url, settings.api_key)
-    largest = sizes()[-1] // METERS
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    fleet = Fleet(TENANT, METERS, FEEDERS, today - timedelta(days=largest // 96 + 1))
+    fleets = {rows: fleet_of(rows) for rows in sizes()}
+    largest = max(fleets)
     async with postgres_pool(database_url, max_size=1) as pool:
-        await prepare(pool, fleet, largest)
-    done = 0
-    for rows in sizes():
-        done = await one_size(database_url, fleet, done, rows)
-        await endpoints(settings)
+        await prepare(pool, fleets[largest], sum(fleets) // METERS)
+    for rows, fleet in fleets.items():
+        done = await one_size(database_url, fleet, rows)
+        await endpoints(settings, fleet.tenant_id)
+    fleet = fleets[largest]
     async with postgres_pool(database_url, max_size=1) as pool:
         await insert_throughput(pool, fleet, done + 1)
         first_day = fleet.start

@@ -15,9 +15,9 @@ import psycopg
 from psycopg import pq
 from psycopg_pool import AsyncConnectionPool
 
-from consumer.pgbinary import float8_array, meter_id_array, register
 from gridlens.entry import ReadBatch
 from gridlens.partitions import DEFAULT_PARTITION, ensure_partition, read_day
+from gridlens.pgbinary import float8_array, meter_id_array, register
 from gridlens.sqlfiles import query
 
 register(psycopg.adapters)  # the binary array parameters below, for every connection

@@ -201,168 +201,277 @@ RESET ALL
 SELECT set_config('statement_timeout', %(milliseconds)s, true)
 
 -- name: refresh_budget
--- A day's refresh: its statement timeout; no nested loops, whatever the statistics say (a
--- new day's partition is not analyzed yet: planned for a few rows, its refresh joined
--- 25,000 meters to 25,000 in nested loops, minutes instead of seconds); and no JIT
--- compilation (about 0.9 s of compiling at 25,000 meters, for nothing in return).
+-- A day's refresh: its statement timeout; memory to hash a day's meters without spilling;
+-- no nested loops, whatever the statistics say (a new day's partition is not analyzed
+-- yet: planned for a few rows, its refresh joined 25,000 meters to 25,000 in nested loops,
+-- minutes instead of seconds); and no JIT compilation (about 0.9 s of compiling at 25,000
+-- meters, for nothing in return).
 SELECT set_config('statement_timeout', %(milliseconds)s, true),
+       set_config('work_mem', '64MB', true),
        set_config('enable_nestloop', 'off', true), set_config('jit', 'off', true)
 
 -- name: stale_days
--- Days (UTC) whose reads changed since their features were computed, and every later day
--- of the same tenant (a day's verdict starts from the baseline of the days before it),
--- oldest first.
+-- Days (UTC) whose reads changed since their features were computed, or that are over
+-- and not judged yet, and every later day of the same tenant (a day's verdict starts from
+-- the baseline of the days before it), oldest first; with whether the day's reads changed
+-- and whether it is over (sql/migrations/0014).
 WITH current AS (
     SELECT tenant_id, date_trunc('day', read_at - interval '1 microsecond', 'UTC') AS day,
            SUM(reads)::bigint AS reads
     FROM public.meter_reads_rollup
     GROUP BY 1, 2
-), first_changed AS (
-    SELECT current.tenant_id, MIN(current.day) AS day
+), compared AS (
+    SELECT current.*, done.reads IS DISTINCT FROM current.reads AS changed,
+           current.day + interval '24 hours' <= now() AS over,
+           COALESCE(done.judged, false) AS judged
     FROM current
     LEFT JOIN public.kpi_refreshed_days AS done USING (tenant_id, day)
-    WHERE done.reads IS DISTINCT FROM current.reads
-    GROUP BY current.tenant_id
+), first_changed AS (
+    SELECT tenant_id, MIN(day) AS day
+    FROM compared
+    WHERE changed OR (over AND NOT judged)
+    GROUP BY tenant_id
 )
-SELECT current.tenant_id, current.day, current.reads
-FROM current
-JOIN first_changed ON first_changed.tenant_id = current.tenant_id
-                  AND current.day >= first_changed.day
-ORDER BY current.day, current.tenant_id
+SELECT compared.tenant_id, compared.day, compared.reads, compared.changed, compared.over,
+       compared.judged
+FROM compared
+JOIN first_changed ON first_changed.tenant_id = compared.tenant_id
+                  AND compared.day >= first_changed.day
+ORDER BY compared.day, compared.tenant_id
 
--- name: refresh_meter_days
--- The features and verdict of one tenant's day (reads ending in (day, day + 1 day]), from
--- its rows and the baseline its meters carried out of their latest earlier day
--- (sql/migrations/0010, 0012).
-WITH day_reads AS (
-    SELECT feeder_id, meter_id, read_at, kwh, kwh_received, interval_minutes
+-- name: changed_hours
+-- Every hour (0-23) of one tenant-day with reads now or when its hour rows were computed:
+-- its read count now (0: none left), and whether that differs from then.
+WITH current AS (
+    SELECT EXTRACT(hour FROM (read_at - interval '1 microsecond') AT TIME ZONE 'UTC')::smallint
+               AS hour,
+           SUM(reads)::bigint AS reads
+    FROM public.meter_reads_rollup
+    WHERE tenant_id = %(tenant_id)s
+      AND read_at > %(day)s AND read_at <= %(day)s + interval '24 hours'
+    GROUP BY 1
+), done AS (
+    SELECT hour, reads FROM public.kpi_refreshed_hours
+    WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+)
+SELECT hour, COALESCE(current.reads, 0) AS reads, current.reads IS DISTINCT FROM done.reads
+FROM current FULL JOIN done USING (hour)
+ORDER BY hour
+
+-- name: ensure_hours_partition
+SELECT public.kpi_ensure_hours_partition(%(day)s)
+
+-- name: clear_meter_hours
+DELETE FROM public.kpi_meter_hours
+WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour BETWEEN %(first)s AND %(last)s
+
+-- name: refresh_meter_hours
+-- One tenant-day's hour rows of the hours first to last, from their reads: per meter and feeder,
+-- the sums the day's features are made of (sql/migrations/0014), each read beside its
+-- feeder's mean read and most received at the same read time.
+INSERT INTO public.kpi_meter_hours
+    (tenant_id, day, hour, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
+     peer_kwh, peer_squares, kwh_peer, zero_reads, exported, sunlit)
+WITH hour_reads AS (
+    SELECT feeder_id, meter_id, read_at, kwh, kwh_received, interval_minutes,
+           EXTRACT(hour FROM (read_at - interval '1 microsecond') AT TIME ZONE 'UTC')::smallint
+               AS hour
     FROM public.meter_reads_electric
     WHERE tenant_id = %(tenant_id)s
-      AND read_at > %(day)s AND read_at <= %(day)s + interval '24 hours'  -- in any time zone
+      AND read_at > %(day)s + %(first)s * interval '1 hour'
+      AND read_at <= %(day)s + (%(last)s + 1) * interval '1 hour'
 ), peers AS (
-    -- Per feeder and interval: the mean read, and the most any of its meters received.
-    SELECT feeder_id, read_at, AVG(kwh) AS feeder_kwh, MAX(kwh_received) AS feeder_received
-    FROM day_reads
+    SELECT feeder_id, read_at, AVG(kwh) AS peer_kwh, MAX(kwh_received) AS peer_received
+    FROM hour_reads
     GROUP BY feeder_id, read_at
-), reads AS (
-    SELECT feeder_id, meter_id, kwh, kwh_received, interval_minutes, feeder_kwh, feeder_received,
-           EXTRACT(hour FROM (read_at - interval_minutes * interval '30 seconds')
-                             AT TIME ZONE 'UTC')::integer AS hour
-    FROM day_reads JOIN peers USING (feeder_id, read_at)
-), feeders AS (
-    -- The feeder each meter reported from most that day (the first by id on a tie).
-    SELECT DISTINCT ON (meter_id) meter_id, feeder_id
-    FROM (SELECT meter_id, feeder_id, COUNT(*) AS reads FROM reads GROUP BY 1, 2) AS counted
-    ORDER BY meter_id, reads DESC, feeder_id
-), features AS (
-    -- One row per meter-day (hash-aggregated: no sort of the day's reads).
-    SELECT feeders.feeder_id, per_meter.*
-    FROM (SELECT meter_id, COUNT(*) AS reads, MIN(interval_minutes) AS interval_minutes,
-                 AVG(kwh) AS kwh_per_read,
-                 COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0) AS zero_reads,
-                 STDDEV_POP(kwh) / NULLIF(AVG(kwh), 0) AS variation,
-                 CORR(kwh, feeder_kwh) AS peer_corr, BOOL_OR(kwh_received > 0) AS exported
-          FROM reads
-          GROUP BY meter_id) AS per_meter
-    JOIN feeders USING (meter_id)
-), latest AS (
-    SELECT DISTINCT ON (earlier.meter_id) earlier.*
-    FROM public.kpi_meter_days AS earlier
-    WHERE earlier.tenant_id = %(tenant_id)s
-      AND earlier.day >= %(day)s - interval '192 hours' AND earlier.day < %(day)s
-    ORDER BY earlier.meter_id, earlier.day DESC
-), hourly AS (
-    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(feeder_kwh) AS peer,
-           BOOL_OR(feeder_received > 0) AS sunlit
-    FROM reads
-    GROUP BY meter_id, hour
-), hours AS (
-    -- A meter with rooftop PV is compared over the hours without sun on its feeder only:
-    -- in daylight what it draws depends on the weather, not on what it uses.
-    SELECT features.meter_id,
-           array_agg(CASE WHEN NOT (features.exported OR COALESCE(latest.generator, false))
-                               OR NOT hourly.sunlit THEN hourly.kwh END ORDER BY slot.hour)
-               AS hour_kwh,
-           array_agg(hourly.peer ORDER BY slot.hour) AS hour_peer,
-           features.exported OR COALESCE(latest.generator, false) AS generator
-    FROM features
-    LEFT JOIN latest USING (meter_id)
-    CROSS JOIN generate_series(0, 23) AS slot(hour)
-    LEFT JOIN hourly ON hourly.meter_id = features.meter_id AND hourly.hour = slot.hour
-    GROUP BY features.meter_id, features.exported, latest.generator
-), carried AS (
-    SELECT latest.meter_id,
-           public.kpi_next_baseline(latest.baseline, latest.baseline_days, clean.is_clean,
-                                    latest.hour_kwh, latest.hour_peer) AS baseline,
-           latest.baseline_days + clean.is_clean::integer AS baseline_days
-    FROM latest
-    -- Clean: enough reads, no reason to suspect it, and not near one either (a theft just
-    -- short of a threshold must not teach the baseline its new level or shape).
-    CROSS JOIN LATERAL (SELECT latest.completeness >= 0.5 AND NOT latest.near_zero
-                               AND cardinality(latest.reasons) = 0
-                               AND COALESCE(latest.peer_ratio, 1) >= 0.9
-                               AND COALESCE(latest.own_corr, 1) >= 0.8
-                               AND COALESCE(latest.peer_rank, 1) >= 0.55 AS is_clean) AS clean
-), compared AS (
-    SELECT features.*, hours.hour_kwh, hours.hour_peer, hours.generator, carried.baseline,
-           COALESCE(carried.baseline_days, 0) AS baseline_days, versus.own_ratio,
-           versus.own_corr, versus.own_error,
-           public.kpi_rank_corr(hours.hour_kwh, hours.hour_peer) AS peer_rank,
-           features.reads * features.interval_minutes >= 0.8 * 1440 AS judged
-    FROM features
-    JOIN hours USING (meter_id)
-    LEFT JOIN carried USING (meter_id)
-    -- A baseline of fewer than 192 reads (2 days at 15 minutes) is too noisy to judge by.
-    CROSS JOIN LATERAL public.kpi_compare_hours(
-        hours.hour_kwh, hours.hour_peer,
-        CASE WHEN carried.baseline_days * 1440 / features.interval_minutes >= 192
-             THEN carried.baseline END, carried.baseline_days) AS versus
-), feeder_medians AS (
-    SELECT feeder_id, percentile_cont(0.5) WITHIN GROUP (ORDER BY own_ratio) AS own_ratio,
-           percentile_cont(0.5) WITHIN GROUP (ORDER BY own_error) AS own_error
-    FROM compared
-    WHERE judged AND own_ratio IS NOT NULL
-    GROUP BY feeder_id
-), verdicts AS (
-    SELECT compared.*, peers.peer_ratio,
-           compared.kwh_per_read * 60.0 / compared.interval_minutes < 0.1
-               AND COALESCE(compared.peer_corr, 0) < 0.3 AS near_zero,
-           public.kpi_theft_reasons(peers.peer_ratio,
-                                    GREATEST(compared.own_error, feeder_medians.own_error),
-                                    compared.zero_reads::integer,
-                                    compared.interval_minutes, compared.variation,
-                                    compared.own_corr, compared.peer_rank) AS reasons
-    FROM compared
-    LEFT JOIN feeder_medians USING (feeder_id)
-    CROSS JOIN LATERAL (SELECT compared.own_ratio / NULLIF(feeder_medians.own_ratio, 0)
-                               AS peer_ratio) AS peers
-), stored AS (
-    INSERT INTO public.kpi_meter_day_features AS f
-        (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-         zero_reads, variation, peer_corr, hour_kwh, hour_peer, baseline,
-         baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
-         generator, peer_rank)
-    SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
-           zero_reads, variation, peer_corr, hour_kwh, hour_peer, baseline,
-           baseline_days, own_ratio, own_corr, own_error, peer_ratio, near_zero, reasons,
-           generator, peer_rank
-    FROM verdicts
-    ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
-        feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
-        interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
-        zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
-        peer_corr = EXCLUDED.peer_corr,
-        hour_kwh = EXCLUDED.hour_kwh, hour_peer = EXCLUDED.hour_peer,
-        baseline = EXCLUDED.baseline, baseline_days = EXCLUDED.baseline_days,
-        own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,
-        own_error = EXCLUDED.own_error,
-        peer_ratio = EXCLUDED.peer_ratio, near_zero = EXCLUDED.near_zero,
-        reasons = EXCLUDED.reasons, generator = EXCLUDED.generator,
-        peer_rank = EXCLUDED.peer_rank
 )
-INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads)
-VALUES (%(tenant_id)s, %(day)s, %(reads)s)
-ON CONFLICT (tenant_id, day) DO UPDATE SET reads = EXCLUDED.reads, refreshed_at = now()
+SELECT %(tenant_id)s, %(day)s, hour, meter_id, feeder_id, COUNT(*), MIN(interval_minutes),
+       SUM(kwh), SUM(kwh * kwh), SUM(peer_kwh), SUM(peer_kwh * peer_kwh), SUM(kwh * peer_kwh),
+       COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0), BOOL_OR(kwh_received > 0),
+       BOOL_OR(peer_received > 0)
+FROM hour_reads JOIN peers USING (feeder_id, read_at)
+GROUP BY hour, meter_id, feeder_id
+
+-- name: record_hours
+-- The read count of each hour recomputed (an hour without reads is forgotten).
+WITH hours AS (
+    SELECT * FROM unnest(%(hours)s::smallint[], %(reads)s::bigint[]) AS counted(hour, reads)
+), gone AS (
+    DELETE FROM public.kpi_refreshed_hours
+    WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+      AND hour IN (SELECT hour FROM hours WHERE reads = 0)
+)
+INSERT INTO public.kpi_refreshed_hours AS done (tenant_id, day, hour, reads)
+SELECT %(tenant_id)s, %(day)s, hour, reads FROM hours WHERE reads > 0
+ON CONFLICT (tenant_id, day, hour) DO UPDATE SET reads = EXCLUDED.reads
+
+-- name: refresh_day_features
+-- One tenant-day's features, from its hour rows: counts and sums added up per meter
+-- (variation and peer_corr from the sums, as STDDEV_POP and CORR would give them from the
+-- reads; a spread within rounding of nothing is none), the feeder it reported from most
+-- (the first by id on a tie), and its hourly profile, of which only the hours first to
+-- last (those recomputed) are written: hour_metered[first + 1 : last + 1] and so on.
+WITH hours AS NOT MATERIALIZED (
+    SELECT * FROM public.kpi_meter_hours WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+), sums AS (
+    SELECT meter_id, SUM(reads) AS reads, MIN(interval_minutes) AS interval_minutes,
+           SUM(kwh) AS kwh, SUM(kwh_squares) AS kwh_squares, SUM(peer_kwh) AS peer_kwh,
+           SUM(peer_squares) AS peer_squares, SUM(kwh_peer) AS kwh_peer,
+           SUM(zero_reads) AS zero_reads, BOOL_OR(exported) AS exported,
+           MIN(feeder_id) AS feeder_id, MAX(feeder_id) <> MIN(feeder_id) AS moved
+    FROM hours
+    GROUP BY meter_id
+), spread AS (
+    SELECT sums.*, kwh / reads AS kwh_per_read,
+           GREATEST(reads * kwh_squares - kwh * kwh, 0) AS kwh_spread,
+           GREATEST(reads * peer_squares - peer_kwh * peer_kwh, 0) AS peer_spread,
+           reads * kwh_peer - kwh * peer_kwh AS co_spread
+    FROM sums
+), moved AS (
+    -- A meter that reported from more than one feeder that day: the one it did most.
+    SELECT DISTINCT ON (meter_id) meter_id, feeder_id
+    FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads
+          FROM hours
+          WHERE meter_id IN (SELECT meter_id FROM sums WHERE moved)
+          GROUP BY 1, 2) AS counted
+    ORDER BY meter_id, reads DESC, feeder_id
+), hourly AS (
+    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(peer_kwh) AS peer, BOOL_OR(sunlit) AS sunlit
+    FROM hours
+    WHERE hour BETWEEN %(first)s AND %(last)s
+    GROUP BY meter_id, hour
+), recomputed AS (
+    SELECT sums.meter_id, array_agg(hourly.kwh ORDER BY slot.hour) AS metered,
+           array_agg(hourly.peer ORDER BY slot.hour) AS peer,
+           array_agg(hourly.sunlit ORDER BY slot.hour) AS sunlit
+    FROM sums
+    CROSS JOIN generate_series(%(first)s::integer, %(last)s::integer) AS slot(hour)
+    LEFT JOIN hourly ON hourly.meter_id = sums.meter_id AND hourly.hour = slot.hour
+    GROUP BY sums.meter_id
+)
+INSERT INTO public.kpi_meter_day_features AS f
+    (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read, zero_reads,
+     variation, peer_corr, exported, hour_metered, hour_peer, hour_sunlit)
+SELECT %(tenant_id)s, %(day)s, spread.meter_id, COALESCE(moved.feeder_id, spread.feeder_id),
+       spread.reads, spread.interval_minutes, spread.kwh_per_read, spread.zero_reads,
+       sqrt(kwh_spread) / reads / NULLIF(kwh_per_read, 0),
+       CASE WHEN kwh_spread > 1e-12 * reads * kwh_squares
+                 AND peer_spread > 1e-12 * reads * peer_squares
+            THEN GREATEST(LEAST(co_spread / sqrt(kwh_spread * peer_spread), 1), -1) END,
+       spread.exported,
+       -- A new meter-day: its profile so far, every other hour empty.
+       empty.kwh[1:%(first)s] || recomputed.metered || empty.kwh[%(last)s + 2:24],
+       empty.kwh[1:%(first)s] || recomputed.peer || empty.kwh[%(last)s + 2:24],
+       empty.sunlit[1:%(first)s] || recomputed.sunlit || empty.sunlit[%(last)s + 2:24]
+FROM spread
+JOIN recomputed USING (meter_id)
+LEFT JOIN moved USING (meter_id)
+CROSS JOIN (SELECT array_fill(NULL::double precision, ARRAY[24]) AS kwh,
+                   array_fill(NULL::boolean, ARRAY[24]) AS sunlit) AS empty
+ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
+    feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
+    interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
+    zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
+    peer_corr = EXCLUDED.peer_corr, exported = EXCLUDED.exported,
+    hour_metered = (COALESCE(f.hour_metered, EXCLUDED.hour_metered))[1:%(first)s]
+        || EXCLUDED.hour_metered[%(first)s + 1:%(last)s + 1]
+        || (COALESCE(f.hour_metered, EXCLUDED.hour_metered))[%(last)s + 2:24],
+    hour_peer = (COALESCE(f.hour_peer, EXCLUDED.hour_peer))[1:%(first)s]
+        || EXCLUDED.hour_peer[%(first)s + 1:%(last)s + 1]
+        || (COALESCE(f.hour_peer, EXCLUDED.hour_peer))[%(last)s + 2:24],
+    hour_sunlit = (COALESCE(f.hour_sunlit, EXCLUDED.hour_sunlit))[1:%(first)s]
+        || EXCLUDED.hour_sunlit[%(first)s + 1:%(last)s + 1]
+        || (COALESCE(f.hour_sunlit, EXCLUDED.hour_sunlit))[%(last)s + 2:24]
+
+-- name: judge_inputs
+-- What one tenant-day's verdict is made from (gridlens/verdicts.py), as one row of arrays
+-- aligned meter by meter (one aggregation fills them all from the same rows): the day's
+-- features, and those of each meter's latest earlier day within 8 days, found by the index
+-- on (tenant_id, meter_id, day). NaN for NULL; 24 hours a row.
+WITH features AS (
+    SELECT * FROM public.kpi_meter_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+), paired AS (
+    SELECT features.*, earlier.day IS NOT NULL AS found, earlier.baseline AS e_baseline,
+           earlier.baseline_days AS e_baseline_days, earlier.generator AS e_generator,
+           earlier.completeness AS e_completeness, earlier.near_zero AS e_near_zero,
+           cardinality(earlier.reasons) > 0 AS e_suspected, earlier.peer_ratio AS e_peer_ratio,
+           earlier.own_corr AS e_own_corr, earlier.peer_rank AS e_peer_rank,
+           earlier.hour_kwh AS e_hour_kwh, earlier.hour_peer AS e_hour_peer
+    FROM features
+    LEFT JOIN LATERAL (
+        SELECT * FROM public.kpi_meter_days AS days
+        WHERE days.tenant_id = %(tenant_id)s AND days.meter_id = features.meter_id
+          AND days.day >= %(day)s - interval '192 hours' AND days.day < %(day)s
+        ORDER BY days.day DESC
+        LIMIT 1
+    ) AS earlier ON true
+), hours AS (
+    SELECT paired.*, array_fill('NaN'::double precision, ARRAY[24]) AS none FROM paired
+)
+SELECT array_agg(meter_id), array_agg(feeder_id),
+       array_agg(reads::double precision), array_agg(interval_minutes::double precision),
+       array_agg(COALESCE(kwh_per_read, 'NaN')), array_agg(zero_reads::double precision),
+       array_agg(COALESCE(variation, 'NaN')), array_agg(COALESCE(peer_corr, 'NaN')),
+       array_agg(exported::integer::double precision),
+       array_agg(array_replace(COALESCE(hour_metered, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_peer, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_sunlit::integer[]::double precision[], none),
+                               NULL, 'NaN')),
+       array_agg(found::integer::double precision),
+       array_agg(array_replace(COALESCE(e_baseline, none), NULL, 'NaN')),
+       array_agg(COALESCE(e_baseline_days, 0)::double precision),
+       array_agg(COALESCE(e_generator, false)::integer::double precision),
+       array_agg(COALESCE(e_completeness, 0)),
+       array_agg(COALESCE(e_near_zero, false)::integer::double precision),
+       array_agg(COALESCE(e_suspected, false)::integer::double precision),
+       array_agg(COALESCE(e_peer_ratio, 'NaN')), array_agg(COALESCE(e_own_corr, 'NaN')),
+       array_agg(COALESCE(e_peer_rank, 'NaN')),
+       array_agg(array_replace(COALESCE(e_hour_kwh, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(e_hour_peer, none), NULL, 'NaN'))
+FROM hours
+
+-- name: store_verdicts
+-- One tenant-day's verdicts, meter by meter (NaN back to NULL; a baseline of no hour is
+-- none); reasons comma-separated. The hours a meter was compared over: all it has, but a
+-- generator's sunlit ones.
+UPDATE public.kpi_meter_day_features AS f SET
+    hour_kwh = CASE WHEN verdict.generator = 1
+                    THEN (SELECT array_agg(CASE WHEN NOT sunlit THEN kwh END ORDER BY hour)
+                          FROM unnest(f.hour_metered, f.hour_sunlit)
+                               WITH ORDINALITY AS slot(kwh, sunlit, hour))
+                    ELSE f.hour_metered END,
+    baseline = NULLIF(array_replace(
+        (%(baseline)s::double precision[])[verdict.meter * 24 - 23 : verdict.meter * 24],
+        'NaN', NULL), array_fill(NULL::double precision, ARRAY[24])),
+    baseline_days = verdict.baseline_days::integer,
+    own_ratio = NULLIF(verdict.own_ratio, 'NaN'), own_corr = NULLIF(verdict.own_corr, 'NaN'),
+    own_error = NULLIF(verdict.own_error, 'NaN'),
+    peer_ratio = NULLIF(verdict.peer_ratio, 'NaN'), peer_rank = NULLIF(verdict.peer_rank, 'NaN'),
+    near_zero = verdict.near_zero = 1, generator = verdict.generator = 1,
+    reasons = string_to_array(verdict.reasons, ',')
+FROM unnest(%(meter_ids)s::text[], %(baseline_days)s::double precision[],
+            %(own_ratio)s::double precision[], %(own_corr)s::double precision[],
+            %(own_error)s::double precision[], %(peer_ratio)s::double precision[],
+            %(peer_rank)s::double precision[], %(near_zero)s::double precision[],
+            %(generator)s::double precision[], %(reasons)s::text[])
+     WITH ORDINALITY AS verdict(meter_id, baseline_days, own_ratio, own_corr, own_error,
+                                peer_ratio, peer_rank, near_zero, generator, reasons, meter)
+WHERE f.tenant_id = %(tenant_id)s AND f.day = %(day)s AND f.meter_id = verdict.meter_id
+
+-- name: record_day
+INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads, judged)
+VALUES (%(tenant_id)s, %(day)s, %(reads)s, %(over)s)
+ON CONFLICT (tenant_id, day) DO UPDATE
+SET reads = EXCLUDED.reads, judged = EXCLUDED.judged, refreshed_at = now()
+
+-- name: drop_settled_hours
+-- The hour rows of a day over for a day already, once every tenant's is judged.
+SELECT public.kpi_drop_hours(%(day)s)
+WHERE %(day)s + interval '48 hours' <= now()
+  AND NOT EXISTS (
+      SELECT FROM public.kpi_refreshed_hours AS hours
+      LEFT JOIN public.kpi_refreshed_days AS done USING (tenant_id, day)
+      WHERE hours.day = %(day)s AND NOT COALESCE(done.judged, false))
 
 -- name: analyze_features
 -- Statistics for the features after a pass over many days: on a freshly filled table the

@@ -35,7 +35,7 @@ async def refresh_until_current(pool: AsyncConnectionPool[Any], tenant: str) -> 
         await refresh_stale_days(pool)
         async with pool.connection() as conn:
             stale = await (await conn.execute(query("stale_days"))).fetchall()
-        if all(tenant_id != tenant for tenant_id, _, _ in stale):
+        if all(row[0] != tenant for row in stale):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{tenant}'s KPI features still stale")
@@ -398,3 +398,108 @@ async def test_a_meter_that_changed_feeder_within_a_day_does_not_stop_the_refres
             )
         ).fetchone()
     assert count == (50, 50)
+
+
+async def features_of(pool: AsyncConnectionPool[Any], tenant: str) -> dict[tuple[Any, ...], Any]:
+    """Every stored feature and verdict of the tenant's meter-days, by (day, meter)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read,"
+            b" zero_reads, variation, peer_corr, exported, hour_metered, hour_peer,"
+            b" hour_sunlit, hour_kwh, baseline, baseline_days, own_ratio, own_corr, own_error,"
+            b" peer_ratio, peer_rank, near_zero, reasons, generator"
+            b" FROM kpi_meter_day_features WHERE tenant_id = %s",
+            [tenant],
+        )
+        return {row[:2]: row[2:] for row in await cursor.fetchall()}
+
+
+def assert_close(got: Any, expected: Any) -> None:
+    if isinstance(expected, float) and got is not None:
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    elif isinstance(expected, list) and got is not None:
+        assert len(got) == len(expected)
+        for one, other in zip(got, expected, strict=True):
+            assert_close(one, other)
+    else:
+        assert got == expected
+
+
+async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """Passes after every few intervals (one hour's rows recomputed each time), a late
+    batch for an hour long done and a meter that moved feeder leave the same features and
+    verdicts as one pass over whole days, and the statistics the reads give. Yesterday
+    (over: judged, its hour rows still kept) and today (in progress: not judged yet)."""
+    tenant = "HOURLY_" + uuid.uuid4().hex[:8]
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday -= timedelta(days=1)
+    held_back = yesterday + timedelta(hours=3, minutes=15)
+    for step in range(1, 2 * 96 + 1):
+        read_at = yesterday + timedelta(minutes=15 * step)
+        feeders = 4 if step < 150 else 3  # meter i moves feeder late on the second day
+        for feeder in range(1, feeders + 1):
+            if read_at == held_back and feeder == 2:
+                continue
+            batch = generate_batch(
+                publish_id="hourly",
+                tenant_id=tenant,
+                feeder=feeder,
+                meter_numbers=feeder_meters(feeder, 1, 40, feeders),
+                read_at=read_at,
+                interval_minutes=15,
+                events=(),
+            )
+            await insert_batch(pool, batch)
+        if step % 7 == 0:
+            await refresh_until_current(pool, tenant)
+    late = generate_batch(
+        publish_id="hourly",
+        tenant_id=tenant,
+        feeder=2,
+        meter_numbers=feeder_meters(2, 1, 40, 4),
+        read_at=held_back,
+        interval_minutes=15,
+        events=(),
+    )
+    await insert_batch(pool, late)
+    await refresh_until_current(pool, tenant)
+    kept = await features_of(pool, tenant)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT count(DISTINCT hour) FROM kpi_meter_hours WHERE tenant_id = %s", [tenant]
+        )
+        assert await cursor.fetchone() == (24,)  # the hours kept: passes recomputed a few
+
+    async with pool.connection() as conn:  # forget every hour: one pass over whole days
+        await conn.execute(b"DELETE FROM kpi_refreshed_days WHERE tenant_id = %s", [tenant])
+        await conn.execute(b"DELETE FROM kpi_refreshed_hours WHERE tenant_id = %s", [tenant])
+        await conn.execute(b"DELETE FROM kpi_meter_hours WHERE tenant_id = %s", [tenant])
+    await refresh_until_current(pool, tenant)
+    at_once = await features_of(pool, tenant)
+    assert kept.keys() == at_once.keys() and len(kept) == 2 * 40
+    for key, row in at_once.items():
+        assert_close(list(kept[key]), list(row))
+
+    async with pool.connection() as conn:  # the statistics, straight from the reads
+        cursor = await conn.execute(
+            b"WITH peers AS (SELECT feeder_id, read_at, avg(kwh) AS peer FROM meter_reads_electric"
+            b"  WHERE tenant_id = %(t)s GROUP BY 1, 2)"
+            b" SELECT date_trunc('day', read_at - interval '1 microsecond', 'UTC'), meter_id,"
+            b" count(*)::integer, avg(kwh), stddev_pop(kwh) / avg(kwh), corr(kwh, peer)"
+            b" FROM meter_reads_electric JOIN peers USING (feeder_id, read_at)"
+            b" WHERE tenant_id = %(t)s GROUP BY 1, 2",
+            {"t": tenant},
+        )
+        direct = await cursor.fetchall()
+    assert len(direct) == len(kept)
+    for day, meter, reads, kwh_per_read, variation, peer_corr in direct:
+        assert_close(list(kept[(day, meter)][1:2]), [reads])
+        stored = kept[(day, meter)]
+        assert stored[3] == pytest.approx(kwh_per_read, rel=1e-12)
+        assert stored[5] == pytest.approx(variation, rel=1e-9)
+        assert stored[6] == pytest.approx(peer_corr, rel=1e-9)
+    for (day, _), row in kept.items():
+        assert len(row[8]) == 24 and None not in row[8]  # hour_metered: every hour has reads
+        assert (row[11] is not None) == (day == yesterday)  # hour_kwh: made by the verdict

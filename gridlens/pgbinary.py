@@ -1,9 +1,10 @@
-"""PostgreSQL binary array parameters built with numpy, not element by element.
+"""PostgreSQL binary arrays to and from numpy, not element by element.
 
 psycopg dumps a Python list one element at a time; for a 500-read job that is
-1,500 calls and most of a consumer's CPU. The binary array format is simple
-enough to build in one go: a header (dimensions, null flag, element type, length,
-lower bound), then each element as a 4-byte length and its bytes, all big-endian
+1,500 calls and most of a consumer's CPU, and loads an array as a list of Python
+floats. The binary array format is simple enough to build and read in one go: a
+header (dimensions, null flag, element type, then a length and a lower bound per
+dimension), then each element as a 4-byte length and its bytes, all big-endian
 (PostgreSQL, src/backend/utils/adt/arrayfuncs.c: array_send).
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 import psycopg
-from psycopg.adapt import Dumper
+from psycopg.adapt import Dumper, Loader
 from psycopg.pq import Format
 
 FLOAT8_OID: Final = 701
@@ -24,6 +25,8 @@ FLOAT8_ARRAY_OID: Final = 1022
 TEXT_OID: Final = 25
 TEXT_ARRAY_OID: Final = 1009
 _HEADER = struct.Struct(">iiIii")  # ndim, has nulls, element oid, length, lower bound
+_ARRAY = struct.Struct(">iiI")  # ndim, has nulls, element oid
+_DIMENSION = struct.Struct(">ii")  # length, lower bound
 _FLOAT8_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f8")])
 _DIGITS = 5  # meter numbers are zero-padded to five digits (SPEC §3)
 _POWERS = 10 ** np.arange(_DIGITS - 1, -1, -1, dtype=np.int64)
@@ -38,12 +41,26 @@ class TextArray(bytes):
 
 
 def float8_array(values: npt.ArrayLike) -> Float8Array:
-    column = np.asarray(values, dtype=np.float64)
-    elements = np.empty(len(column), dtype=_FLOAT8_ELEMENT)
+    """float8[] of the values, of their shape (NaN stays NaN: no element is NULL)."""
+    matrix = np.asarray(values, dtype=np.float64)
+    elements = np.empty(matrix.size, dtype=_FLOAT8_ELEMENT)
     elements["length"] = 8
-    elements["value"] = column
-    header = _HEADER.pack(1, 0, FLOAT8_OID, len(column), 1)
+    elements["value"] = matrix.reshape(-1)
+    header = _ARRAY.pack(matrix.ndim, 0, FLOAT8_OID) + b"".join(
+        _DIMENSION.pack(length, 1) for length in matrix.shape
+    )
     return Float8Array(header + elements.tobytes())
+
+
+def load_float8_array(data: Any) -> npt.NDArray[np.float64]:
+    """A float8[] without NULL elements (array_replace(..., NULL, 'NaN') first) as numpy."""
+    buffer = memoryview(data)
+    ndim, _, _ = _ARRAY.unpack_from(buffer)  # the null flag: a null bitmap, maybe all set
+    shape = [_DIMENSION.unpack_from(buffer, _ARRAY.size + 8 * d)[0] for d in range(ndim)]
+    elements = np.frombuffer(buffer, dtype=_FLOAT8_ELEMENT, offset=_ARRAY.size + 8 * ndim)
+    if len(elements) != np.prod(shape) or (elements["length"] != 8).any():
+        raise ValueError("a float8[] with NULL elements: replace them with NaN in the query")
+    return elements["value"].astype(np.float64).reshape(shape)
 
 
 def meter_id_array(tenant_id: str, meter_numbers: npt.ArrayLike) -> TextArray:
@@ -87,6 +104,18 @@ class _TextArrayDumper(_BinaryArrayDumper):
     oid = TEXT_ARRAY_OID
 
 
+class _Float8ArrayLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Any) -> npt.NDArray[np.float64]:
+        return load_float8_array(data)
+
+
 def register(adapters: psycopg.adapt.AdaptersMap) -> None:
     adapters.register_dumper(Float8Array, _Float8ArrayDumper)
     adapters.register_dumper(TextArray, _TextArrayDumper)
+
+
+def register_numpy_loader(adapters: psycopg.adapt.AdaptersMap) -> None:
+    """float8[] results, fetched in binary, as numpy arrays (for one cursor's adapters)."""
+    adapters.register_loader(FLOAT8_ARRAY_OID, _Float8ArrayLoader)
