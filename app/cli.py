@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             )
     commands.add_parser("demo", help="run the acceptance of SPEC §9 against the running stack")
     commands.add_parser("rebuild-rollups", help="recompute the status rollups from the table")
-    commands.add_parser("kpi-refresh", help="recompute the KPI features of days that changed")
+    commands.add_parser("kpi-refresh", help="recompute changed KPI features, judge finished days")
     prune_command = commands.add_parser(
         "prune", help="drop the days of reads older than the retention window"
     )

@@ -319,6 +319,12 @@ async def test_features_are_refreshed_for_days_that_changed_and_the_days_after(
             [tenant, DAY],
         )
         assert await cursor.fetchone() == (100, 10, 10)
+        cursor = await conn.execute(  # days long over keep no hour rows between passes
+            b"SELECT to_regclass(kpi_hours_partition(%s)), count(*) FROM kpi_refreshed_hours"
+            b" WHERE tenant_id = %s",
+            [DAY, tenant],
+        )
+        assert await cursor.fetchone() == (None, 0)
 
 
 async def test_a_meter_day_with_too_few_reads_is_insufficient_data_never_a_suspect(

@@ -72,6 +72,11 @@ FROM public.kpi_meter_day_features;
 CREATE INDEX kpi_meter_day_features_meter
     ON public.kpi_meter_day_features (tenant_id, meter_id, day);
 
+-- Quickcheck's lists of a day (suspects, near-zero, too few reads to judge) read the few
+-- meter-days they can hold, not the day's 25,000 wide rows (sql/migrations/0009, 0010).
+CREATE INDEX kpi_meter_day_features_notable ON public.kpi_meter_day_features (tenant_id, day)
+WHERE cardinality(reasons) > 0 OR near_zero OR NOT (reads * interval_minutes >= 0.8 * 1440);
+
 CREATE FUNCTION public.kpi_hours_partition(p_day timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
 SELECT 'kpi_meter_hours_p' || to_char(p_day AT TIME ZONE 'UTC', 'YYYYMMDD')
