@@ -268,7 +268,9 @@ WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour BETWEEN %(first)s AND
 -- name: refresh_meter_hours
 -- One tenant-day's hour rows of the hours first to last, from their reads: per meter and feeder,
 -- the sums the day's features are made of (sql/migrations/0014), each read beside its
--- feeder's mean read and most received at the same read time.
+-- feeder's mean read and most received at the same read time. kWh sums are rounded to the
+-- reads' resolution (0.1 Wh), so an hour's kWh is the same whatever order it was added in:
+-- two hours of equal kWh rank as a tie in every pass.
 INSERT INTO public.kpi_meter_hours
     (tenant_id, day, hour, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
      peer_kwh, peer_squares, kwh_peer, zero_reads, exported, sunlit)
@@ -286,7 +288,7 @@ WITH hour_reads AS (
     GROUP BY feeder_id, read_at
 )
 SELECT %(tenant_id)s, %(day)s, hour, meter_id, feeder_id, COUNT(*), MIN(interval_minutes),
-       SUM(kwh), SUM(kwh * kwh), SUM(peer_kwh), SUM(peer_kwh * peer_kwh), SUM(kwh * peer_kwh),
+       round(SUM(kwh)::numeric, 4)::double precision, SUM(kwh * kwh), SUM(peer_kwh), SUM(peer_kwh * peer_kwh), SUM(kwh * peer_kwh),
        COUNT(*) FILTER (WHERE kwh = 0 AND kwh_received = 0), BOOL_OR(kwh_received > 0),
        BOOL_OR(peer_received > 0)
 FROM hour_reads JOIN peers USING (feeder_id, read_at)
@@ -336,7 +338,8 @@ WITH hours AS NOT MATERIALIZED (
           GROUP BY 1, 2) AS counted
     ORDER BY meter_id, reads DESC, feeder_id
 ), hourly AS (
-    SELECT meter_id, hour, SUM(kwh) AS kwh, SUM(peer_kwh) AS peer, BOOL_OR(sunlit) AS sunlit
+    SELECT meter_id, hour, round(SUM(kwh)::numeric, 4)::double precision AS kwh,
+           SUM(peer_kwh) AS peer, BOOL_OR(sunlit) AS sunlit
     FROM hours
     WHERE hour BETWEEN %(first)s AND %(last)s
     GROUP BY meter_id, hour
@@ -482,6 +485,10 @@ ANALYZE public.kpi_meter_day_features
 -- One refresher at a time, across every API process; held by the session through its pass
 -- (which commits day by day), released by refresh_unlock or when the session ends.
 SELECT pg_try_advisory_lock(7349827350)
+
+-- name: refresh_lock_wait
+-- The same lock, waited for (tests that change what a pass reads).
+SELECT pg_advisory_lock(7349827350)
 
 -- name: refresh_unlock
 SELECT pg_advisory_unlock(7349827350)

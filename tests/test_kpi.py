@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from api import kpi_refresh
@@ -479,9 +480,20 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
         assert await cursor.fetchone() == (24,)  # the hours kept: passes recomputed a few
 
     async with pool.connection() as conn:  # forget every hour: one pass over whole days
-        await conn.execute(b"DELETE FROM kpi_refreshed_days WHERE tenant_id = %s", [tenant])
-        await conn.execute(b"DELETE FROM kpi_refreshed_hours WHERE tenant_id = %s", [tenant])
-        await conn.execute(b"DELETE FROM kpi_meter_hours WHERE tenant_id = %s", [tenant])
+        await conn.set_autocommit(True)
+        await conn.execute(query("refresh_lock_wait"))  # no pass of an app halfway meanwhile
+        try:
+            async with conn.transaction():
+                for table in ("kpi_refreshed_days", "kpi_refreshed_hours", "kpi_meter_hours"):
+                    await conn.execute(
+                        sql.SQL("DELETE FROM {} WHERE tenant_id = %s").format(
+                            sql.Identifier(table)
+                        ),
+                        [tenant],
+                    )
+        finally:
+            await conn.execute(query("refresh_unlock"))
+            await conn.set_autocommit(False)
     await refresh_until_current(pool, tenant)
     at_once = await features_of(pool, tenant)
     assert kept.keys() == at_once.keys() and len(kept) == 2 * 40
