@@ -27,7 +27,6 @@ import numpy.typing as npt
 Floats = npt.NDArray[np.float64]
 Flags = npt.NDArray[np.bool_]
 
-HOURS: Final = 24
 BASELINE_DAYS_MAX: Final = 7  # the running mean's window
 BASELINE_READS_MIN: Final = 192  # 2 days at 15 minutes: a younger baseline judges nothing
 JUDGED_SHARE: Final = 0.8  # of a day's minutes read, for a meter-day to be judged
