@@ -3,11 +3,11 @@
 A day's features need all of the tenant's rows of that day, so they are kept rather
 than computed per query, hour by hour (sql/migrations/0014): a pass finds the days
 whose read count (from the ingest rollup) differs from when their features were
-computed, recomputes the hours of those that changed, and adds each day's hours up.
-A day that is over is judged too (api/kpi_judge.py), and so is every later day (its
-verdict starts from the baseline of the days before it). One process at a time does
-a pass (an advisory lock); every API process runs passes in the background, so
-whichever is free keeps them current.
+computed and recomputes the hours that changed (kpi_meter_hours). A day that is over
+is then added up from its hours and judged, and its features and verdicts written at
+once (api/kpi_judge.py); so is every later day (its verdict starts from the baseline
+of the days before it). One process at a time does a pass (an advisory lock); every
+API process runs passes in the background, so whichever is free keeps them current.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
                     budget = {"milliseconds": str(PASS_TIMEOUT_MS)}
                     await conn.execute(query("refresh_budget"), budget)
                     params = {"tenant_id": tenant_id, "day": day, "reads": reads, "over": over}
-                    if changed or (over and not judged):
-                        await refresh_features(conn, params)
+                    fresh = changed or not judged
+                    if fresh:
+                        await refresh_hours(conn, params)
                     if over:
-                        await judge_day(conn, params)
+                        await judge_day(conn, params, from_hours=fresh)
                     await conn.execute(query("record_day"), params)
                     await conn.execute(query("drop_settled_hours"), params)
                 refreshed.append((tenant_id, day))
@@ -72,10 +73,10 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
     return refreshed
 
 
-async def refresh_features(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> None:
-    """One tenant-day's features: the hours from the first to the last whose reads changed
-    recomputed from their reads (all of them when the day's hour rows were dropped), then
-    the day's hours added up. Nothing to do when no hour changed."""
+async def refresh_hours(conn: psycopg.AsyncConnection[Any], params: dict[str, Any]) -> None:
+    """One tenant-day's hour rows: the hours from the first to the last whose reads
+    changed recomputed from their reads (all of them when the day's hour rows were
+    dropped). Nothing to do when no hour changed."""
     counts = await (await conn.execute(query("changed_hours"), params)).fetchall()
     changed = [hour for hour, _, differs in counts if differs]
     if not changed:
@@ -93,7 +94,6 @@ async def refresh_features(conn: psycopg.AsyncConnection[Any], params: dict[str,
     await conn.execute(query("clear_meter_hours"), recomputed)
     await conn.execute(query("refresh_meter_hours"), recomputed)
     await conn.execute(query("record_hours"), recomputed)
-    await conn.execute(query("refresh_day_features"), recomputed)
 
 
 def background_refresh(pool_of: Any) -> Any:

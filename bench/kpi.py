@@ -91,15 +91,17 @@ async def refresh(database_url: str) -> tuple[int, float]:
 
 
 async def close_a_day(database_url: str, tenant_id: str) -> float | None:
-    """The pass after a day's last interval: that hour recomputed, the day judged. The
-    tenant's latest day that is over plays it, its last hour and its verdict forgotten
-    first (None: no day is over yet)."""
+    """The pass after a day's last interval: that hour recomputed, the day added up and
+    judged. The tenant's latest day that is over plays it, its last hour, its features and
+    its verdict forgotten first (None: no day is over yet)."""
     async with postgres_pool(database_url, max_size=1) as pool, pool.connection() as conn:
         cursor = await conn.execute(
             b"WITH last AS (SELECT max(day) AS day FROM kpi_refreshed_days"
             b"  WHERE tenant_id = %(t)s AND judged),"
             b" hours AS (DELETE FROM kpi_refreshed_hours WHERE tenant_id = %(t)s"
-            b"  AND day = (SELECT day FROM last) AND hour = 23)"
+            b"  AND day = (SELECT day FROM last) AND hour = 23),"
+            b" features AS (DELETE FROM kpi_meter_day_features WHERE tenant_id = %(t)s"
+            b"  AND day = (SELECT day FROM last))"
             b" UPDATE kpi_refreshed_days SET judged = false"
             b" WHERE tenant_id = %(t)s AND day = (SELECT day FROM last)",
             {"t": tenant_id},

@@ -307,12 +307,14 @@ INSERT INTO public.kpi_refreshed_hours AS done (tenant_id, day, hour, reads)
 SELECT %(tenant_id)s, %(day)s, hour, reads FROM hours WHERE reads > 0
 ON CONFLICT (tenant_id, day, hour) DO UPDATE SET reads = EXCLUDED.reads
 
--- name: refresh_day_features
--- One tenant-day's features, from its hour rows: counts and sums added up per meter
--- (variation and peer_corr from the sums, as STDDEV_POP and CORR would give them from the
--- reads; a spread within rounding of nothing is none), the feeder it reported from most
--- (the first by id on a tie), and its hourly profile, of which only the hours first to
--- last (those recomputed) are written: hour_metered[first + 1 : last + 1] and so on.
+-- name: day_features
+-- One tenant-day's features, from its hour rows, for its verdict (api/kpi_judge.py), as
+-- one row of arrays: per meter, in meter_id order, the counts and sums added up (variation
+-- and peer_corr from the sums, as STDDEV_POP and CORR would give them from the reads; a
+-- spread within rounding of nothing is none) and the feeder it reported from most (the
+-- first by id on a tie); then per hour row, its slot in (meter, hour) order (24 a meter),
+-- the kWh, the peers' kWh and whether the feeder exported (a meter that moved feeder within
+-- an hour has two rows of it, added up there).
 WITH hours AS NOT MATERIALIZED (
     SELECT * FROM public.kpi_meter_hours WHERE tenant_id = %(tenant_id)s AND day = %(day)s
 ), sums AS (
@@ -337,129 +339,138 @@ WITH hours AS NOT MATERIALIZED (
           WHERE meter_id IN (SELECT meter_id FROM sums WHERE moved)
           GROUP BY 1, 2) AS counted
     ORDER BY meter_id, reads DESC, feeder_id
+), meters AS MATERIALIZED (
+    SELECT spread.*, COALESCE(moved.feeder_id, spread.feeder_id) AS home,
+           row_number() OVER (ORDER BY spread.meter_id) AS place,
+           sqrt(kwh_spread) / reads / NULLIF(kwh_per_read, 0) AS variation,
+           CASE WHEN kwh_spread > 1e-12 * reads * kwh_squares
+                     AND peer_spread > 1e-12 * reads * peer_squares
+                THEN GREATEST(LEAST(co_spread / sqrt(kwh_spread * peer_spread), 1), -1)
+           END AS peer_corr
+    FROM spread
+    LEFT JOIN moved USING (meter_id)
 ), hourly AS (
-    SELECT meter_id, hour, round(SUM(kwh)::numeric, 4)::double precision AS kwh,
-           SUM(peer_kwh) AS peer, BOOL_OR(sunlit) AS sunlit
+    SELECT meters.place, hours.hour, hours.kwh, hours.peer_kwh, hours.sunlit
     FROM hours
-    WHERE hour BETWEEN %(first)s AND %(last)s
-    GROUP BY meter_id, hour
-), recomputed AS (
-    SELECT sums.meter_id, array_agg(hourly.kwh ORDER BY slot.hour) AS metered,
-           array_agg(hourly.peer ORDER BY slot.hour) AS peer,
-           array_agg(hourly.sunlit ORDER BY slot.hour) AS sunlit
-    FROM sums
-    CROSS JOIN generate_series(%(first)s::integer, %(last)s::integer) AS slot(hour)
-    LEFT JOIN hourly ON hourly.meter_id = sums.meter_id AND hourly.hour = slot.hour
-    GROUP BY sums.meter_id
+    JOIN (SELECT meter_id, place FROM meters) AS meters USING (meter_id)
+), per_meter AS (
+    SELECT array_agg(meter_id) AS meter_ids, array_agg(home) AS feeder_ids,
+           array_agg(reads::double precision) AS reads,
+           array_agg(interval_minutes::double precision) AS interval_minutes,
+           array_agg(COALESCE(kwh_per_read, 'NaN')) AS kwh_per_read,
+           array_agg(zero_reads::double precision) AS zero_reads,
+           array_agg(COALESCE(variation, 'NaN')) AS variation,
+           array_agg(COALESCE(peer_corr, 'NaN')) AS peer_corr,
+           array_agg(exported::integer::double precision) AS exported
+    FROM (SELECT * FROM meters ORDER BY place) AS ordered
+), per_hour AS (
+    SELECT array_agg(((place - 1) * 24 + hour)::double precision) AS slots,
+           array_agg(kwh) AS kwh, array_agg(peer_kwh) AS peer,
+           array_agg(sunlit::integer::double precision) AS sunlit
+    FROM hourly
 )
+SELECT * FROM per_meter, per_hour
+
+-- name: stored_day
+-- One tenant-day's features as stored (a day judged again: an earlier day's verdict
+-- changed), in day_features' shape but with each meter's 24 hours as a row of the hour
+-- arrays. NaN for NULL.
+WITH ordered AS (
+    SELECT *, array_fill('NaN'::double precision, ARRAY[24]) AS none
+    FROM public.kpi_meter_day_features
+    WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+    ORDER BY meter_id
+)
+SELECT array_agg(meter_id), array_agg(feeder_id), array_agg(reads::double precision),
+       array_agg(interval_minutes::double precision), array_agg(COALESCE(kwh_per_read, 'NaN')),
+       array_agg(zero_reads::double precision), array_agg(COALESCE(variation, 'NaN')),
+       array_agg(COALESCE(peer_corr, 'NaN')), array_agg(exported::integer::double precision),
+       array_agg(array_replace(COALESCE(hour_metered, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_peer, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_sunlit::integer[]::double precision[], none),
+                               NULL, 'NaN'))
+FROM ordered
+
+-- name: earlier_days
+-- What each meter's verdict starts from: its latest earlier day within 8 days (found by
+-- the index on (tenant_id, meter_id, day)), as one row of arrays in the order of the
+-- meter_ids given. NaN for NULL.
+WITH meters AS (
+    SELECT * FROM unnest(%(meter_ids)s::text[]) WITH ORDINALITY AS given(meter_id, place)
+), paired AS (
+    SELECT meters.place, earlier.*, array_fill('NaN'::double precision, ARRAY[24]) AS none
+    FROM meters
+    LEFT JOIN LATERAL (
+        SELECT * FROM public.kpi_meter_days AS days
+        WHERE days.tenant_id = %(tenant_id)s AND days.meter_id = meters.meter_id
+          AND days.day >= %(day)s - interval '192 hours' AND days.day < %(day)s
+        ORDER BY days.day DESC
+        LIMIT 1
+    ) AS earlier ON true
+    ORDER BY meters.place
+)
+SELECT array_agg((day IS NOT NULL)::integer::double precision),
+       array_agg(array_replace(COALESCE(baseline, none), NULL, 'NaN')),
+       array_agg(COALESCE(baseline_days, 0)::double precision),
+       array_agg(COALESCE(generator, false)::integer::double precision),
+       array_agg(COALESCE(completeness, 0)),
+       array_agg(COALESCE(near_zero, false)::integer::double precision),
+       array_agg(COALESCE(cardinality(reasons) > 0, false)::integer::double precision),
+       array_agg(COALESCE(peer_ratio, 'NaN')), array_agg(COALESCE(own_corr, 'NaN')),
+       array_agg(COALESCE(peer_rank, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_kwh, none), NULL, 'NaN')),
+       array_agg(array_replace(COALESCE(hour_peer, none), NULL, 'NaN'))
+FROM paired
+
+-- name: store_days
+-- One tenant-day's features and verdicts, meter by meter, written once (sql/migrations/
+-- 0014): NaN back to NULL, a meter's 24 hours sliced out of the flattened hour arrays, a
+-- baseline of no hour none, reasons comma-separated.
 INSERT INTO public.kpi_meter_day_features AS f
     (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh_per_read, zero_reads,
-     variation, peer_corr, exported, hour_metered, hour_peer, hour_sunlit)
-SELECT %(tenant_id)s, %(day)s, spread.meter_id, COALESCE(moved.feeder_id, spread.feeder_id),
-       spread.reads, spread.interval_minutes, spread.kwh_per_read, spread.zero_reads,
-       sqrt(kwh_spread) / reads / NULLIF(kwh_per_read, 0),
-       CASE WHEN kwh_spread > 1e-12 * reads * kwh_squares
-                 AND peer_spread > 1e-12 * reads * peer_squares
-            THEN GREATEST(LEAST(co_spread / sqrt(kwh_spread * peer_spread), 1), -1) END,
-       spread.exported,
-       -- A new meter-day: its profile so far, every other hour empty.
-       empty.kwh[1:%(first)s] || recomputed.metered || empty.kwh[%(last)s + 2:24],
-       empty.kwh[1:%(first)s] || recomputed.peer || empty.kwh[%(last)s + 2:24],
-       empty.sunlit[1:%(first)s] || recomputed.sunlit || empty.sunlit[%(last)s + 2:24]
-FROM spread
-JOIN recomputed USING (meter_id)
-LEFT JOIN moved USING (meter_id)
-CROSS JOIN (SELECT array_fill(NULL::double precision, ARRAY[24]) AS kwh,
-                   array_fill(NULL::boolean, ARRAY[24]) AS sunlit) AS empty
+     variation, peer_corr, exported, hour_metered, hour_peer, hour_sunlit, hour_kwh, baseline,
+     baseline_days, own_ratio, own_corr, own_error, peer_ratio, peer_rank, near_zero,
+     generator, reasons)
+SELECT %(tenant_id)s, %(day)s, d.meter_id, d.feeder_id, d.reads::integer,
+       d.interval_minutes::smallint, NULLIF(d.kwh_per_read, 'NaN'), d.zero_reads::integer,
+       NULLIF(d.variation, 'NaN'), NULLIF(d.peer_corr, 'NaN'), d.exported = 1,
+       array_replace((%(metered)s::double precision[])[hours.first : hours.last], 'NaN', NULL),
+       array_replace((%(peer)s::double precision[])[hours.first : hours.last], 'NaN', NULL),
+       array_replace((%(sunlit)s::double precision[])[hours.first : hours.last], 'NaN', NULL)
+           ::integer[]::boolean[],
+       array_replace((%(hour_kwh)s::double precision[])[hours.first : hours.last], 'NaN', NULL),
+       NULLIF(array_replace((%(baseline)s::double precision[])[hours.first : hours.last],
+                            'NaN', NULL),
+              array_fill(NULL::double precision, ARRAY[24])),
+       d.baseline_days::integer, NULLIF(d.own_ratio, 'NaN'), NULLIF(d.own_corr, 'NaN'),
+       NULLIF(d.own_error, 'NaN'), NULLIF(d.peer_ratio, 'NaN'), NULLIF(d.peer_rank, 'NaN'),
+       d.near_zero = 1, d.generator = 1, string_to_array(d.reasons, ',')
+FROM unnest(%(meter_ids)s::text[], %(feeder_ids)s::text[], %(reads)s::double precision[],
+            %(interval_minutes)s::double precision[], %(kwh_per_read)s::double precision[],
+            %(zero_reads)s::double precision[], %(variation)s::double precision[],
+            %(peer_corr)s::double precision[], %(exported)s::double precision[],
+            %(baseline_days)s::double precision[], %(own_ratio)s::double precision[],
+            %(own_corr)s::double precision[], %(own_error)s::double precision[],
+            %(peer_ratio)s::double precision[], %(peer_rank)s::double precision[],
+            %(near_zero)s::double precision[], %(generator)s::double precision[],
+            %(reasons)s::text[])
+     WITH ORDINALITY AS d(meter_id, feeder_id, reads, interval_minutes, kwh_per_read,
+                          zero_reads, variation, peer_corr, exported, baseline_days,
+                          own_ratio, own_corr, own_error, peer_ratio, peer_rank, near_zero,
+                          generator, reasons, place)
+CROSS JOIN LATERAL (SELECT d.place * 24 - 23 AS first, d.place * 24 AS last) AS hours
 ON CONFLICT (tenant_id, day, meter_id) DO UPDATE SET
     feeder_id = EXCLUDED.feeder_id, reads = EXCLUDED.reads,
     interval_minutes = EXCLUDED.interval_minutes, kwh_per_read = EXCLUDED.kwh_per_read,
     zero_reads = EXCLUDED.zero_reads, variation = EXCLUDED.variation,
     peer_corr = EXCLUDED.peer_corr, exported = EXCLUDED.exported,
-    hour_metered = (COALESCE(f.hour_metered, EXCLUDED.hour_metered))[1:%(first)s]
-        || EXCLUDED.hour_metered[%(first)s + 1:%(last)s + 1]
-        || (COALESCE(f.hour_metered, EXCLUDED.hour_metered))[%(last)s + 2:24],
-    hour_peer = (COALESCE(f.hour_peer, EXCLUDED.hour_peer))[1:%(first)s]
-        || EXCLUDED.hour_peer[%(first)s + 1:%(last)s + 1]
-        || (COALESCE(f.hour_peer, EXCLUDED.hour_peer))[%(last)s + 2:24],
-    hour_sunlit = (COALESCE(f.hour_sunlit, EXCLUDED.hour_sunlit))[1:%(first)s]
-        || EXCLUDED.hour_sunlit[%(first)s + 1:%(last)s + 1]
-        || (COALESCE(f.hour_sunlit, EXCLUDED.hour_sunlit))[%(last)s + 2:24]
-
--- name: judge_inputs
--- What one tenant-day's verdict is made from (gridlens/verdicts.py), as one row of arrays
--- aligned meter by meter (one aggregation fills them all from the same rows): the day's
--- features, and those of each meter's latest earlier day within 8 days, found by the index
--- on (tenant_id, meter_id, day). NaN for NULL; 24 hours a row.
-WITH features AS (
-    SELECT * FROM public.kpi_meter_days WHERE tenant_id = %(tenant_id)s AND day = %(day)s
-), paired AS (
-    SELECT features.*, earlier.day IS NOT NULL AS found, earlier.baseline AS e_baseline,
-           earlier.baseline_days AS e_baseline_days, earlier.generator AS e_generator,
-           earlier.completeness AS e_completeness, earlier.near_zero AS e_near_zero,
-           cardinality(earlier.reasons) > 0 AS e_suspected, earlier.peer_ratio AS e_peer_ratio,
-           earlier.own_corr AS e_own_corr, earlier.peer_rank AS e_peer_rank,
-           earlier.hour_kwh AS e_hour_kwh, earlier.hour_peer AS e_hour_peer
-    FROM features
-    LEFT JOIN LATERAL (
-        SELECT * FROM public.kpi_meter_days AS days
-        WHERE days.tenant_id = %(tenant_id)s AND days.meter_id = features.meter_id
-          AND days.day >= %(day)s - interval '192 hours' AND days.day < %(day)s
-        ORDER BY days.day DESC
-        LIMIT 1
-    ) AS earlier ON true
-), hours AS (
-    SELECT paired.*, array_fill('NaN'::double precision, ARRAY[24]) AS none FROM paired
-)
-SELECT array_agg(meter_id), array_agg(feeder_id),
-       array_agg(reads::double precision), array_agg(interval_minutes::double precision),
-       array_agg(COALESCE(kwh_per_read, 'NaN')), array_agg(zero_reads::double precision),
-       array_agg(COALESCE(variation, 'NaN')), array_agg(COALESCE(peer_corr, 'NaN')),
-       array_agg(exported::integer::double precision),
-       array_agg(array_replace(COALESCE(hour_metered, none), NULL, 'NaN')),
-       array_agg(array_replace(COALESCE(hour_peer, none), NULL, 'NaN')),
-       array_agg(array_replace(COALESCE(hour_sunlit::integer[]::double precision[], none),
-                               NULL, 'NaN')),
-       array_agg(found::integer::double precision),
-       array_agg(array_replace(COALESCE(e_baseline, none), NULL, 'NaN')),
-       array_agg(COALESCE(e_baseline_days, 0)::double precision),
-       array_agg(COALESCE(e_generator, false)::integer::double precision),
-       array_agg(COALESCE(e_completeness, 0)),
-       array_agg(COALESCE(e_near_zero, false)::integer::double precision),
-       array_agg(COALESCE(e_suspected, false)::integer::double precision),
-       array_agg(COALESCE(e_peer_ratio, 'NaN')), array_agg(COALESCE(e_own_corr, 'NaN')),
-       array_agg(COALESCE(e_peer_rank, 'NaN')),
-       array_agg(array_replace(COALESCE(e_hour_kwh, none), NULL, 'NaN')),
-       array_agg(array_replace(COALESCE(e_hour_peer, none), NULL, 'NaN'))
-FROM hours
-
--- name: store_verdicts
--- One tenant-day's verdicts, meter by meter (NaN back to NULL; a baseline of no hour is
--- none); reasons comma-separated. The hours a meter was compared over: all it has, but a
--- generator's sunlit ones.
-UPDATE public.kpi_meter_day_features AS f SET
-    hour_kwh = CASE WHEN verdict.generator = 1
-                    THEN (SELECT array_agg(CASE WHEN NOT sunlit THEN kwh END ORDER BY hour)
-                          FROM unnest(f.hour_metered, f.hour_sunlit)
-                               WITH ORDINALITY AS slot(kwh, sunlit, hour))
-                    ELSE f.hour_metered END,
-    baseline = NULLIF(array_replace(
-        (%(baseline)s::double precision[])[verdict.meter * 24 - 23 : verdict.meter * 24],
-        'NaN', NULL), array_fill(NULL::double precision, ARRAY[24])),
-    baseline_days = verdict.baseline_days::integer,
-    own_ratio = NULLIF(verdict.own_ratio, 'NaN'), own_corr = NULLIF(verdict.own_corr, 'NaN'),
-    own_error = NULLIF(verdict.own_error, 'NaN'),
-    peer_ratio = NULLIF(verdict.peer_ratio, 'NaN'), peer_rank = NULLIF(verdict.peer_rank, 'NaN'),
-    near_zero = verdict.near_zero = 1, generator = verdict.generator = 1,
-    reasons = string_to_array(verdict.reasons, ',')
-FROM unnest(%(meter_ids)s::text[], %(baseline_days)s::double precision[],
-            %(own_ratio)s::double precision[], %(own_corr)s::double precision[],
-            %(own_error)s::double precision[], %(peer_ratio)s::double precision[],
-            %(peer_rank)s::double precision[], %(near_zero)s::double precision[],
-            %(generator)s::double precision[], %(reasons)s::text[])
-     WITH ORDINALITY AS verdict(meter_id, baseline_days, own_ratio, own_corr, own_error,
-                                peer_ratio, peer_rank, near_zero, generator, reasons, meter)
-WHERE f.tenant_id = %(tenant_id)s AND f.day = %(day)s AND f.meter_id = verdict.meter_id
+    hour_metered = EXCLUDED.hour_metered, hour_peer = EXCLUDED.hour_peer,
+    hour_sunlit = EXCLUDED.hour_sunlit, hour_kwh = EXCLUDED.hour_kwh,
+    baseline = EXCLUDED.baseline, baseline_days = EXCLUDED.baseline_days,
+    own_ratio = EXCLUDED.own_ratio, own_corr = EXCLUDED.own_corr,
+    own_error = EXCLUDED.own_error, peer_ratio = EXCLUDED.peer_ratio,
+    peer_rank = EXCLUDED.peer_rank, near_zero = EXCLUDED.near_zero,
+    generator = EXCLUDED.generator, reasons = EXCLUDED.reasons
 
 -- name: record_day
 INSERT INTO public.kpi_refreshed_days AS done (tenant_id, day, reads, judged)

@@ -421,6 +421,18 @@ async def features_of(pool: AsyncConnectionPool[Any], tenant: str) -> dict[tuple
         return {row[:2]: row[2:] for row in await cursor.fetchall()}
 
 
+async def hours_of(pool: AsyncConnectionPool[Any], tenant: str) -> dict[tuple[Any, ...], Any]:
+    """Every hour row of the tenant, by (day, hour, meter, feeder)."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT day, hour, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,"
+            b" peer_kwh, peer_squares, kwh_peer, zero_reads, exported, sunlit"
+            b" FROM kpi_meter_hours WHERE tenant_id = %s",
+            [tenant],
+        )
+        return {row[:4]: row[4:] for row in await cursor.fetchall()}
+
+
 def assert_close(got: Any, expected: Any) -> None:
     if isinstance(expected, float) and got is not None:
         assert got == pytest.approx(expected, rel=1e-9, abs=1e-12)
@@ -438,7 +450,8 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
     """Passes after every few intervals (one hour's rows recomputed each time), a late
     batch for an hour long done and a meter that moved feeder leave the same features and
     verdicts as one pass over whole days, and the statistics the reads give. Yesterday
-    (over: judged, its hour rows still kept) and today (in progress: not judged yet)."""
+    (over: added up and judged, its hour rows still kept) and today (in progress: its
+    hour rows, and no features until it is over)."""
     tenant = "HOURLY_" + uuid.uuid4().hex[:8]
     yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday -= timedelta(days=1)
@@ -473,11 +486,9 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
     await insert_batch(pool, late)
     await refresh_until_current(pool, tenant)
     kept = await features_of(pool, tenant)
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            b"SELECT count(DISTINCT hour) FROM kpi_meter_hours WHERE tenant_id = %s", [tenant]
-        )
-        assert await cursor.fetchone() == (24,)  # the hours kept: passes recomputed a few
+    kept_hours = await hours_of(pool, tenant)
+    assert {day for day, _, _, _ in kept_hours} == {yesterday, yesterday + timedelta(days=1)}
+    assert {hour for _, hour, _, _ in kept_hours} == set(range(24))
 
     async with pool.connection() as conn:  # forget every hour: one pass over whole days
         await conn.set_autocommit(True)
@@ -496,9 +507,13 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
             await conn.set_autocommit(False)
     await refresh_until_current(pool, tenant)
     at_once = await features_of(pool, tenant)
-    assert kept.keys() == at_once.keys() and len(kept) == 2 * 40
+    assert kept.keys() == at_once.keys() and len(kept) == 40
     for key, row in at_once.items():
         assert_close(list(kept[key]), list(row))
+    at_once_hours = await hours_of(pool, tenant)
+    assert kept_hours.keys() == at_once_hours.keys()
+    for key, row in at_once_hours.items():
+        assert_close(list(kept_hours[key]), list(row))
 
     async with pool.connection() as conn:  # the statistics, straight from the reads
         cursor = await conn.execute(
@@ -510,7 +525,7 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
             b" WHERE tenant_id = %(t)s GROUP BY 1, 2",
             {"t": tenant},
         )
-        direct = await cursor.fetchall()
+        direct = [row for row in await cursor.fetchall() if row[0] == yesterday]
     assert len(direct) == len(kept)
     for day, meter, reads, kwh_per_read, variation, peer_corr in direct:
         assert_close(list(kept[(day, meter)][1:2]), [reads])
@@ -518,6 +533,6 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
         assert stored[3] == pytest.approx(kwh_per_read, rel=1e-12)
         assert stored[5] == pytest.approx(variation, rel=1e-9)
         assert stored[6] == pytest.approx(peer_corr, rel=1e-9)
-    for (day, _), row in kept.items():
+    for row in kept.values():
         assert len(row[8]) == 24 and None not in row[8]  # hour_metered: every hour has reads
-        assert (row[11] is not None) == (day == yesterday)  # hour_kwh: made by the verdict
+        assert row[11] is not None  # hour_kwh: made by the verdict
