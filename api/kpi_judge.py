@@ -11,10 +11,11 @@ import numpy.typing as npt
 import psycopg
 
 from gridlens import verdicts
-from gridlens.pgbinary import float8_array, register, register_numpy_loader
+from gridlens.pgbinary import float8_array, register, register_numpy_loader, text_array
 from gridlens.sqlfiles import query
 
 HOURS = 24
+ADDED = (np.add, np.add, np.maximum)  # two rows of a meter's hour: kWh, peers' kWh, export
 
 # Every reason list a verdict can hold, by its bits (gridlens.verdicts.REASONS).
 _REASON_LISTS = [",".join(verdicts.reason_names(bits)) for bits in range(16)]
@@ -35,26 +36,21 @@ async def judge_day(
         return 0
     meter_ids, feeder_ids, *columns = row
     day = _day(feeder_ids, columns, from_hours)
-    earlier = await cursor.execute(query("earlier_days"), {**params, "meter_ids": meter_ids})
-    made = verdicts.judge(day, _earlier((await earlier.fetchone()) or ()))
-    await cursor.execute(query("store_days"), _stored(params, meter_ids, feeder_ids, day, made))
+    meters = {"meter_ids": text_array(meter_ids), "feeder_ids": text_array(feeder_ids)}
+    earlier = await cursor.execute(query("earlier_days"), {**params, **meters})
+    made = verdicts.judge(day, _earlier(len(meter_ids), await earlier.fetchone()))
+    await cursor.execute(query("store_days"), {**params, **meters, **_stored(day, made)})
     return len(meter_ids)
 
 
 def _day(feeder_ids: list[str], columns: list[Any], from_hours: bool) -> verdicts.MeterDays:
-    """The day's features: per meter (day_features, stored_day), then its hours, either
-    per hour row with its slot (day_features) or as rows of 24."""
+    """The day's features: per meter (day_features, stored_day), then its hours (from
+    day_features' hour rows, or stored as rows of 24)."""
     reads, interval_minutes, kwh_per_read, zero_reads, variation, peer_corr, exported, *hours = (
         columns
     )
-    if from_hours:  # two rows of a meter's hour: kWh added (to 0.1 Wh again), export or-ed
-        slots, kwh, peer_kwh, exporting = hours
-        at, meters = slots.astype(np.int64), len(feeder_ids)
-        hours = [
-            np.round(_scattered(meters, at, kwh, np.add), 4),
-            _scattered(meters, at, peer_kwh, np.add),
-            _scattered(meters, at, exporting, np.maximum),
-        ]
+    if from_hours:
+        hours = _profiles(len(feeder_ids), hours)
     metered, peer, sunlit = hours
     _, feeder = np.unique(np.asarray(feeder_ids, dtype=object), return_inverse=True)
     return verdicts.MeterDays(
@@ -72,45 +68,54 @@ def _day(feeder_ids: list[str], columns: list[Any], from_hours: bool) -> verdict
     )
 
 
-def _scattered(
-    meters: int, slots: npt.NDArray[np.int64], values: Any, add: Any
-) -> npt.NDArray[np.float64]:
-    """(meters, 24) of NaN, but the values in their slots (meter * 24 + hour); two values
-    in one slot (a meter that moved feeder within the hour) joined by ``add``."""
-    matrix = np.zeros(meters * HOURS)
-    add.at(matrix, slots, values)
-    counted = np.bincount(slots, minlength=meters * HOURS)
-    return np.where(counted > 0, matrix, np.nan).reshape(meters, HOURS)
+def _profiles(meters: int, columns: list[Any]) -> list[npt.NDArray[np.float64]]:
+    """day_features' hour rows (slot, kWh, peers' kWh, export as 1 or 0) as (meters, 24)
+    arrays of kWh, peers' kWh and export, NaN for an hour without a row (two rows of a
+    meter's hour: kWh added and rounded to 0.1 Wh again, as SQL's round(numeric, 4),
+    export or-ed)."""
+    slots, *values = columns
+    at = slots.astype(np.int64)
+    counted = np.bincount(at, minlength=meters * HOURS) > 0
+    profiles = []
+    for value, add in zip(values, ADDED, strict=True):
+        matrix = np.zeros(meters * HOURS)
+        add.at(matrix, at, value)
+        profiles.append(np.where(counted, matrix, np.nan).reshape(meters, HOURS))
+    profiles[0] = np.round(profiles[0], 4)
+    return profiles
 
 
-def _earlier(columns: Any) -> verdicts.Earlier:
-    """earlier_days' arrays, in order (1 or 0 for a flag)."""
-    found, baseline, baseline_days, generator, completeness, near_zero, suspected, *rest = columns
-    peer_ratio, own_corr, peer_rank, hour_kwh, hour_peer = rest
-    return verdicts.Earlier(
-        found=found == 1,
-        baseline=baseline,
-        baseline_days=baseline_days,
-        generator=generator == 1,
-        completeness=completeness,
-        near_zero=near_zero == 1,
-        suspected=suspected == 1,
-        peer_ratio=peer_ratio,
-        own_corr=own_corr,
-        peer_rank=peer_rank,
-        hour_kwh=hour_kwh,
-        hour_peer=hour_peer,
-    )
+# earlier_days' arrays after the places (a flag as 1 or 0), and what a meter without an
+# earlier day has: no baseline, no figures (NaN), none of the flags, 0 days of baseline.
+_EARLIER = (
+    "baseline", "baseline_days", "generator", "completeness", "near_zero", "suspected",
+    "peer_ratio", "own_corr", "peer_rank", "hour_kwh", "hour_peer",
+)  # fmt: skip
+_HOURLY = {"baseline", "hour_kwh", "hour_peer"}
+_FLAGS = {"generator", "near_zero", "suspected"}
+_ZERO = {"baseline_days", "completeness"}
 
 
-def _stored(
-    params: dict[str, Any],
-    meter_ids: list[str],
-    feeder_ids: list[str],
-    day: verdicts.MeterDays,
-    made: verdicts.Verdicts,
-) -> dict[str, Any]:
-    """store_days' parameters: every column of the features, as float8[] (hours flattened)."""
+def _earlier(meters: int, columns: Any) -> verdicts.Earlier:
+    """earlier_days' arrays put at their meters' places."""
+    found = np.zeros(meters, dtype=bool)
+    fields: dict[str, Any] = {}
+    for name in _EARLIER:
+        shape = (meters, HOURS) if name in _HOURLY else (meters,)
+        empty = 0.0 if name in _ZERO else np.nan
+        fields[name] = np.zeros(shape, dtype=bool) if name in _FLAGS else np.full(shape, empty)
+    if columns and columns[0] is not None:
+        places, *values = columns
+        at = places.astype(np.int64) - 1
+        found[at] = True
+        for name, value in zip(_EARLIER, values, strict=True):
+            fields[name][at] = value == 1 if name in _FLAGS else value
+    return verdicts.Earlier(found=found, **fields)
+
+
+def _stored(day: verdicts.MeterDays, made: verdicts.Verdicts) -> dict[str, Any]:
+    """store_days' parameters but the ids: every column of the features, as float8[]
+    (hours flattened), and the reasons."""
     columns = {
         "reads": day.reads,
         "interval_minutes": day.interval_minutes,
@@ -134,9 +139,6 @@ def _stored(
         "generator": made.generator,
     }
     return {
-        **params,
         **{name: float8_array(np.reshape(values, -1)) for name, values in columns.items()},
-        "meter_ids": meter_ids,
-        "feeder_ids": feeder_ids,
-        "reasons": [_REASON_LISTS[bits] for bits in made.reasons.tolist()],
+        "reasons": text_array([_REASON_LISTS[bits] for bits in made.reasons.tolist()]),
     }

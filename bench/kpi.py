@@ -6,7 +6,7 @@ the queue, its history ending today: 1 million rows (today's first 40 intervals:
 fleet's first day), then 100 million (about six weeks) beside it. At each size the KPI
 features are brought up to date (timed) and the database vacuumed and analyzed (as
 autovacuum does after that), then one new interval is written and its refresh timed, and
-the pass that closes a day (its last hour recomputed, then its verdict made); status and
+the pass that closes a day (its last hour recomputed, then the day added up and judged); status and
 quickcheck are called through the real aiohttp application (p50, p95). At the last size:
 insert throughput on one connection against an unpartitioned copy, and the time to drop a
 day and a week. GRIDLENS_BENCH_KPI_ROWS sets the sizes (comma-separated; default
@@ -113,7 +113,7 @@ async def close_a_day(database_url: str, tenant_id: str) -> float | None:
 
 async def settle(database_url: str) -> float:
     """Vacuum and analyze the database: what autovacuum does in the minutes after a bulk
-    write (the catch-up leaves a dead version of every feature row it judged)."""
+    write (statistics of the new rows, the visibility map, the hour partitions dropped)."""
     started = time.perf_counter()
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(b"VACUUM (ANALYZE)")
@@ -147,7 +147,7 @@ async def one_size(database_url: str, fleet: Fleet, rows: int) -> int:
     )
     closing = await close_a_day(database_url, fleet.tenant_id)
     if closing is not None:
-        print(f"  the pass that closes a day (its last hour, then its verdict): {closing:.2f} s")
+        print(f"  the pass that closes a day (its last hour, then the day judged): {closing:.2f} s")
     async with postgres_pool(database_url, max_size=1) as pool:
         on_disk = await disk_bytes(pool)
     stored = (intervals + 1) * METERS

@@ -77,16 +77,25 @@ def meter_id_array(tenant_id: str, meter_numbers: npt.ArrayLike) -> TextArray:
 def _meter_id_array(tenant_id: str, number_bytes: bytes) -> TextArray:
     numbers = np.frombuffer(number_bytes, dtype=np.int64)
     prefix = f"{tenant_id}-MTR-".encode()
-    header = _HEADER.pack(1, 0, TEXT_OID, len(numbers), 1)
     if len(numbers) and numbers.max() >= 10**_DIGITS:  # wider ids: element by element
-        ids = [prefix + f"{n:05d}".encode() for n in numbers.tolist()]
-        return TextArray(header + b"".join(struct.pack(">i", len(i)) + i for i in ids))
+        return _text_array([prefix + f"{n:05d}".encode() for n in numbers.tolist()])
+    header = _HEADER.pack(1, 0, TEXT_OID, len(numbers), 1)
     width = len(prefix) + _DIGITS
     rows = np.empty((len(numbers), 4 + width), dtype=np.uint8)
     rows[:, :4] = np.frombuffer(struct.pack(">i", width), dtype=np.uint8)
     rows[:, 4 : 4 + len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
     rows[:, 4 + len(prefix) :] = (numbers[:, None] // _POWERS) % 10 + ord("0")
     return TextArray(header + rows.tobytes())
+
+
+def text_array(values: list[str]) -> TextArray:
+    """text[] of the strings (psycopg dumps a list of 25,000 strings in about 0.1 s)."""
+    return _text_array([value.encode() for value in values])
+
+
+def _text_array(elements: list[bytes]) -> TextArray:
+    header = _HEADER.pack(1, 0, TEXT_OID, len(elements), 1)
+    return TextArray(header + b"".join(struct.pack(">i", len(e)) + e for e in elements))
 
 
 class _BinaryArrayDumper(Dumper):

@@ -392,35 +392,49 @@ SELECT array_agg(meter_id), array_agg(feeder_id), array_agg(reads::double precis
 FROM ordered
 
 -- name: earlier_days
--- What each meter's verdict starts from: its latest earlier day within 8 days (found by
--- the index on (tenant_id, meter_id, day)), as one row of arrays in the order of the
--- meter_ids given. NaN for NULL.
+-- What each meter's verdict starts from: its latest earlier day within 8 days, for the
+-- meters that have one, by their place in the meter_ids given, as one row of arrays. The
+-- day before holds it for most (one range of the primary key); a meter missing there is
+-- looked up in the 7 days before that (7 probes of the key). NaN for NULL.
 WITH meters AS (
     SELECT * FROM unnest(%(meter_ids)s::text[]) WITH ORDINALITY AS given(meter_id, place)
-), paired AS (
-    SELECT meters.place, earlier.*, array_fill('NaN'::double precision, ARRAY[24]) AS none
+), missing AS (
+    SELECT * FROM meters
+    WHERE NOT EXISTS (
+        SELECT FROM public.kpi_meter_day_features AS days
+        WHERE days.tenant_id = %(tenant_id)s AND days.day = %(day)s - interval '24 hours'
+          AND days.meter_id = meters.meter_id)
+), found AS (
+    SELECT meters.place, days.*
     FROM meters
-    LEFT JOIN LATERAL (
+    JOIN public.kpi_meter_days AS days
+      ON days.tenant_id = %(tenant_id)s AND days.day = %(day)s - interval '24 hours'
+     AND days.meter_id = meters.meter_id
+    UNION ALL
+    SELECT missing.place, earlier.*
+    FROM missing
+    CROSS JOIN LATERAL (
         SELECT * FROM public.kpi_meter_days AS days
-        WHERE days.tenant_id = %(tenant_id)s AND days.meter_id = meters.meter_id
-          AND days.day >= %(day)s - interval '192 hours' AND days.day < %(day)s
+        WHERE days.tenant_id = %(tenant_id)s AND days.meter_id = missing.meter_id
+          AND days.day = ANY (ARRAY(SELECT %(day)s - back * interval '24 hours'
+                                    FROM generate_series(2, 8) AS back))
         ORDER BY days.day DESC
         LIMIT 1
-    ) AS earlier ON true
-    ORDER BY meters.place
+    ) AS earlier
+), rows AS (
+    SELECT found.*, array_fill('NaN'::double precision, ARRAY[24]) AS none FROM found
 )
-SELECT array_agg((day IS NOT NULL)::integer::double precision),
+SELECT array_agg(place::double precision),
        array_agg(array_replace(COALESCE(baseline, none), NULL, 'NaN')),
-       array_agg(COALESCE(baseline_days, 0)::double precision),
-       array_agg(COALESCE(generator, false)::integer::double precision),
-       array_agg(COALESCE(completeness, 0)),
-       array_agg(COALESCE(near_zero, false)::integer::double precision),
-       array_agg(COALESCE(cardinality(reasons) > 0, false)::integer::double precision),
+       array_agg(baseline_days::double precision),
+       array_agg(generator::integer::double precision), array_agg(completeness),
+       array_agg(near_zero::integer::double precision),
+       array_agg((cardinality(reasons) > 0)::integer::double precision),
        array_agg(COALESCE(peer_ratio, 'NaN')), array_agg(COALESCE(own_corr, 'NaN')),
        array_agg(COALESCE(peer_rank, 'NaN')),
        array_agg(array_replace(COALESCE(hour_kwh, none), NULL, 'NaN')),
        array_agg(array_replace(COALESCE(hour_peer, none), NULL, 'NaN'))
-FROM paired
+FROM rows
 
 -- name: store_days
 -- One tenant-day's features and verdicts, meter by meter, written once (sql/migrations/

@@ -536,3 +536,39 @@ async def test_features_kept_hour_by_hour_equal_the_whole_day_computed_at_once(
     for row in kept.values():
         assert len(row[8]) == 24 and None not in row[8]  # hour_metered: every hour has reads
         assert row[11] is not None  # hour_kwh: made by the verdict
+
+
+async def test_a_meter_without_reads_the_day_before_starts_from_the_day_before_that(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """A meter silent for a whole day: its next day's baseline is carried out of the day
+    before the silence (the lookup past the day before), the others' out of the day before."""
+    tenant = "GAP_" + uuid.uuid4().hex[:8]
+    first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first -= timedelta(days=3)
+    for step in range(1, 3 * 96 + 1):
+        read_at = first + timedelta(minutes=15 * step)
+        silent = 96 < step <= 2 * 96  # the second day: meter 2 sends nothing
+        batch = generate_batch(
+            publish_id="gap",
+            tenant_id=tenant,
+            feeder=1,
+            meter_numbers=np.array([1, 3, 4] if silent else [1, 2, 3, 4]),
+            read_at=read_at,
+            interval_minutes=15,
+            events=(),
+        )
+        await insert_batch(pool, batch)
+    await refresh_until_current(pool, tenant)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT meter_id, day, baseline_days, baseline IS NOT NULL"
+            b" FROM kpi_meter_day_features WHERE tenant_id = %s",
+            [tenant],
+        )
+        days = {(meter[-1], day): figures for meter, day, *figures in await cursor.fetchall()}
+    last = first + timedelta(days=2)
+    assert ("2", first + timedelta(days=1)) not in days
+    assert days[("2", first)] == [0, False]  # a first day: nothing to start from
+    assert days[("2", last)] == [1, True]  # carried out of the first day
+    assert days[("1", last)] == [2, True]  # out of the second, which had the first's
