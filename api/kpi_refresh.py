@@ -38,6 +38,7 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
     as it is done. Returns [] at once when another process is doing a pass.
     """
     refreshed: list[tuple[str, datetime]] = []
+    written = 0  # days whose feature rows were made from their hours
     async with pool.connection() as conn:
         locked = await (await conn.execute(query("refresh_lock"))).fetchone()
         await conn.commit()
@@ -55,11 +56,12 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
                     if fresh:
                         await refresh_hours(conn, params)
                     if over:
-                        await judge_day(conn, params, from_hours=fresh)
+                        meters = await judge_day(conn, params, from_hours=fresh)
+                        written += bool(fresh and meters)
                     await conn.execute(query("record_day"), params)
                     await conn.execute(query("drop_settled_hours"), params)
                 refreshed.append((tenant_id, day))
-            if len(refreshed) > 1:  # a backfill's worth: plans need statistics now
+            if written > 1:  # a backfill's worth of new rows: plans need statistics now
                 await conn.execute(query("analyze_features"))
                 await conn.commit()
         finally:
