@@ -6,8 +6,9 @@ the queue, its history ending today: 1 million rows (today's first 40 intervals:
 fleet's first day), then 100 million (about six weeks) beside it. At each size the KPI
 features are brought up to date (timed) and the database vacuumed and analyzed (as
 autovacuum does after that), then one new interval is written and its refresh timed, and
-the pass that closes a day (its last hour recomputed, then the day added up and judged); status and
-quickcheck are called through the real aiohttp application (p50, p95). At the last size:
+the pass that closes a day (its last hour recomputed, then the day added up and judged);
+status and quickcheck are called through the real aiohttp application (p50, p95). At the
+last size:
 insert throughput on one connection against an unpartitioned copy, and the time to drop a
 day and a week. GRIDLENS_BENCH_KPI_ROWS sets the sizes (comma-separated; default
 1000000,100000000). Targets at 100 million rows: status p95 < 50 ms, quickcheck p95 <

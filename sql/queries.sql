@@ -352,7 +352,7 @@ WITH hours AS NOT MATERIALIZED (
 ), hourly AS (
     SELECT meters.place, hours.hour, hours.kwh, hours.peer_kwh, hours.sunlit
     FROM hours
-    JOIN (SELECT meter_id, place FROM meters) AS meters USING (meter_id)
+    JOIN meters USING (meter_id)
 ), per_meter AS (
     SELECT array_agg(meter_id) AS meter_ids, array_agg(home) AS feeder_ids,
            array_agg(reads::double precision) AS reads,
