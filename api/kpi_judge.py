@@ -15,6 +15,7 @@ from gridlens.pgbinary import float8_array, register, register_numpy_loader, tex
 from gridlens.sqlfiles import query
 
 HOURS = 24
+KEY_SEEDS = 3  # day_features' hash seeds tried (two of 25,000 keys alike: about 1 in 6e10)
 ADDED = (np.add, np.add, np.maximum)  # two rows of a meter's hour: kWh, peers' kWh, export
 
 # Every reason list a verdict can hold, by its bits (gridlens.verdicts.REASONS).
@@ -30,12 +31,10 @@ async def judge_day(
     cursor = conn.cursor(binary=True)  # numpy arrays in and out, on this cursor only
     register(cursor.adapters)
     register_numpy_loader(cursor.adapters)
-    features = query("day_features" if from_hours else "stored_day")
-    row = await (await cursor.execute(features, params)).fetchone()
-    if row is None or row[0] is None:
+    found = await (_from_hours if from_hours else _stored_day)(cursor, params)
+    if found is None:
         return 0
-    meter_ids, feeder_ids, *columns = row
-    day = _day(feeder_ids, columns, from_hours)
+    meter_ids, feeder_ids, day = found
     meters = {"meter_ids": text_array(meter_ids), "feeder_ids": text_array(feeder_ids)}
     earlier = await cursor.execute(query("earlier_days"), {**params, **meters})
     made = verdicts.judge(day, _earlier(len(meter_ids), await earlier.fetchone()))
@@ -43,14 +42,53 @@ async def judge_day(
     return len(meter_ids)
 
 
-def _day(feeder_ids: list[str], columns: list[Any], from_hours: bool) -> verdicts.MeterDays:
-    """The day's features: per meter (day_features, stored_day), then its hours (from
-    day_features' hour rows, or stored as rows of 24)."""
-    reads, interval_minutes, kwh_per_read, zero_reads, variation, peer_corr, exported, *hours = (
-        columns
-    )
-    if from_hours:
-        hours = _profiles(len(feeder_ids), hours)
+Found = tuple[list[str], list[str], verdicts.MeterDays]  # meter ids, feeder ids, features
+
+
+async def _from_hours(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) -> Found | None:
+    """The day's features added up from its hour rows (day_features), or None: no rows."""
+    for seed in range(KEY_SEEDS):
+        row = await (
+            await cursor.execute(query("day_features"), {**params, "seed": seed})
+        ).fetchone()
+        if row is None or row[0] is None:
+            return None
+        meter_ids, feeder_ids, meter_keys, *per_meter, hour_keys, hours, kwh, peer, sunlit = row
+        places = key_places(meter_keys, hour_keys)
+        if places is not None:
+            slots = places * HOURS + hours.astype(np.int64)
+            profiles = _profiles(len(meter_ids), slots, (kwh, peer, sunlit))
+            return meter_ids, feeder_ids, _day(feeder_ids, per_meter, profiles)
+    raise RuntimeError(f"{KEY_SEEDS} seeds in a row gave two meters one key")
+
+
+async def _stored_day(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) -> Found | None:
+    """The day's features as stored (stored_day: hours as rows of 24), or None: no rows."""
+    row = await (await cursor.execute(query("stored_day"), params)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    meter_ids, feeder_ids, *per_meter, metered, peer, sunlit = row
+    return meter_ids, feeder_ids, _day(feeder_ids, per_meter, [metered, peer, sunlit])
+
+
+def key_places(
+    meter_keys: npt.NDArray[np.int64], hour_keys: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64] | None:
+    """Each hour row's meter, as its place among the meters, by its key; None when two
+    meters have one key (ask again with another seed)."""
+    order = np.argsort(meter_keys, kind="stable")
+    ordered = meter_keys[order]
+    if (ordered[1:] == ordered[:-1]).any():
+        return None
+    return order[np.searchsorted(ordered, hour_keys)]
+
+
+def _day(
+    feeder_ids: list[str], per_meter: list[Any], hours: list[npt.NDArray[np.float64]]
+) -> verdicts.MeterDays:
+    """The day's features: per meter, then its hours as (meters, 24) arrays of kWh, the
+    peers' kWh and export (1 or 0)."""
+    reads, interval_minutes, kwh_per_read, zero_reads, variation, peer_corr, exported = per_meter
     metered, peer, sunlit = hours
     _, feeder = np.unique(np.asarray(feeder_ids, dtype=object), return_inverse=True)
     return verdicts.MeterDays(
@@ -68,18 +106,18 @@ def _day(feeder_ids: list[str], columns: list[Any], from_hours: bool) -> verdict
     )
 
 
-def _profiles(meters: int, columns: list[Any]) -> list[npt.NDArray[np.float64]]:
-    """day_features' hour rows (slot, kWh, peers' kWh, export as 1 or 0) as (meters, 24)
-    arrays of kWh, peers' kWh and export, NaN for an hour without a row (two rows of a
-    meter's hour: kWh added and rounded to 0.1 Wh again, as SQL's round(numeric, 4),
-    export or-ed)."""
-    slots, *values = columns
-    at = slots.astype(np.int64)
-    counted = np.bincount(at, minlength=meters * HOURS) > 0
+def _profiles(
+    meters: int, slots: npt.NDArray[np.int64], values: tuple[npt.NDArray[np.float64], ...]
+) -> list[npt.NDArray[np.float64]]:
+    """Hour rows' kWh, peers' kWh and export (1 or 0), at their slots (meter place × 24 +
+    hour), as (meters, 24) arrays, NaN for an hour without a row (two rows of a meter's
+    hour: kWh added and rounded to 0.1 Wh again, as SQL's round(numeric, 4), export
+    or-ed)."""
+    counted = np.bincount(slots, minlength=meters * HOURS) > 0
     profiles = []
     for value, add in zip(values, ADDED, strict=True):
         matrix = np.zeros(meters * HOURS)
-        add.at(matrix, at, value)
+        add.at(matrix, slots, value)
         profiles.append(np.where(counted, matrix, np.nan).reshape(meters, HOURS))
     profiles[0] = np.round(profiles[0], 4)
     return profiles

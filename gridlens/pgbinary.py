@@ -22,12 +22,14 @@ from psycopg.pq import Format
 
 FLOAT8_OID: Final = 701
 FLOAT8_ARRAY_OID: Final = 1022
+INT8_ARRAY_OID: Final = 1016
 TEXT_OID: Final = 25
 TEXT_ARRAY_OID: Final = 1009
 _HEADER = struct.Struct(">iiIii")  # ndim, has nulls, element oid, length, lower bound
 _ARRAY = struct.Struct(">iiI")  # ndim, has nulls, element oid
 _DIMENSION = struct.Struct(">ii")  # length, lower bound
 _FLOAT8_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f8")])
+_INT8_ELEMENT = np.dtype([("length", ">i4"), ("value", ">i8")])
 _DIGITS = 5  # meter numbers are zero-padded to five digits (SPEC §3)
 _POWERS = 10 ** np.arange(_DIGITS - 1, -1, -1, dtype=np.int64)
 
@@ -54,13 +56,23 @@ def float8_array(values: npt.ArrayLike) -> Float8Array:
 
 def load_float8_array(data: Any) -> npt.NDArray[np.float64]:
     """A float8[] without NULL elements (array_replace(..., NULL, 'NaN') first) as numpy."""
+    return _load_array(data, _FLOAT8_ELEMENT).astype(np.float64)
+
+
+def load_int8_array(data: Any) -> npt.NDArray[np.int64]:
+    """A bigint[] without NULL elements as numpy."""
+    return _load_array(data, _INT8_ELEMENT).astype(np.int64)
+
+
+def _load_array(data: Any, element: np.dtype[Any]) -> npt.NDArray[Any]:
+    """The values of an array of 8-byte elements, big-endian, in its shape."""
     buffer = memoryview(data)
     ndim, _, _ = _ARRAY.unpack_from(buffer)  # the null flag: a null bitmap, maybe all set
     shape = [_DIMENSION.unpack_from(buffer, _ARRAY.size + 8 * d)[0] for d in range(ndim)]
-    elements = np.frombuffer(buffer, dtype=_FLOAT8_ELEMENT, offset=_ARRAY.size + 8 * ndim)
+    elements = np.frombuffer(buffer, dtype=element, offset=_ARRAY.size + 8 * ndim)
     if len(elements) != np.prod(shape) or (elements["length"] != 8).any():
-        raise ValueError("a float8[] with NULL elements: replace them with NaN in the query")
-    return elements["value"].astype(np.float64).reshape(shape)
+        raise ValueError("an array with NULL elements: replace them (with NaN) in the query")
+    return elements["value"].reshape(shape)
 
 
 def meter_id_array(tenant_id: str, meter_numbers: npt.ArrayLike) -> TextArray:
@@ -120,11 +132,20 @@ class _Float8ArrayLoader(Loader):
         return load_float8_array(data)
 
 
+class _Int8ArrayLoader(Loader):
+    format = Format.BINARY
+
+    def load(self, data: Any) -> npt.NDArray[np.int64]:
+        return load_int8_array(data)
+
+
 def register(adapters: psycopg.adapt.AdaptersMap) -> None:
     adapters.register_dumper(Float8Array, _Float8ArrayDumper)
     adapters.register_dumper(TextArray, _TextArrayDumper)
 
 
 def register_numpy_loader(adapters: psycopg.adapt.AdaptersMap) -> None:
-    """float8[] results, fetched in binary, as numpy arrays (for one cursor's adapters)."""
+    """float8[] and bigint[] results, fetched in binary, as numpy arrays (for one
+    cursor's adapters)."""
     adapters.register_loader(FLOAT8_ARRAY_OID, _Float8ArrayLoader)
+    adapters.register_loader(INT8_ARRAY_OID, _Int8ArrayLoader)

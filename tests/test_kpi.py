@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from api import kpi_refresh
+from api import kpi_judge, kpi_refresh
 from api.kpi_refresh import refresh_stale_days
 from consumer.ingest import insert_batch
 from gridlens.sqlfiles import query
@@ -405,6 +405,29 @@ async def test_a_meter_that_changed_feeder_within_a_day_does_not_stop_the_refres
             )
         ).fetchone()
     assert count == (50, 50)
+
+
+async def test_two_meters_of_one_key_are_judged_with_the_next_seed(
+    pool: AsyncConnectionPool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A day's hour rows reach their meters by a seeded hash of the meter id; when two
+    meters share a key, the day is read again with the next seed and judged as usual."""
+    tenant = "KEYS_" + uuid.uuid4().hex[:8]
+    await ingest(pool, tenant, 50, DAY, 96, feeders=10)
+    calls: list[np.ndarray] = []
+    real = kpi_judge.key_places
+
+    def colliding_once(meter_keys: np.ndarray, hour_keys: np.ndarray) -> np.ndarray | None:
+        """Every day's first keys collide (a day of another test's tenant's too)."""
+        calls.append(meter_keys)
+        return None if len(calls) % 2 else real(meter_keys, hour_keys)
+
+    monkeypatch.setattr(kpi_judge, "key_places", colliding_once)
+    await refresh_until_current(pool, tenant)
+    assert len(calls) >= 2 and not np.array_equal(calls[0], calls[1])  # another seed's keys
+    features = await features_of(pool, tenant)
+    assert len(features) == 50
+    assert {row[1] for row in features.values()} == {96}  # every read of the day added up
 
 
 async def features_of(pool: AsyncConnectionPool[Any], tenant: str) -> dict[tuple[Any, ...], Any]:

@@ -3,11 +3,13 @@ verdicts end to end against the emulator's ground truth."""
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 
 from gridlens import verdicts
-from gridlens.pgbinary import float8_array, load_float8_array
+from gridlens.pgbinary import float8_array, load_float8_array, load_int8_array
 
 PROFILE = np.array([0.3, 0.25, 0.2, 0.2, 0.22, 0.3, 0.5, 0.8, 0.7, 0.5, 0.45, 0.4] * 2)
 PROFILE = PROFILE + np.arange(24) * 1e-3  # no ties
@@ -81,3 +83,11 @@ def test_binary_float8_arrays_round_trip_with_their_shape_and_nan() -> None:
     loaded = load_float8_array(float8_array(matrix))
     assert loaded.shape == (2, 3)
     assert np.array_equal(loaded, matrix, equal_nan=True)
+
+
+def test_binary_bigint_arrays_load_whole() -> None:
+    keys = [-(2**63), -1, 0, 2**63 - 1]
+    data = struct.pack(">iiIii", 1, 0, 20, len(keys), 1) + b"".join(
+        struct.pack(">iq", 8, key) for key in keys
+    )
+    assert load_int8_array(data).tolist() == keys
