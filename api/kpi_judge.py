@@ -18,6 +18,8 @@ HOURS = 24
 KEY_SEEDS = 3  # day_features' hash seeds tried (two of 25,000 keys alike: about 1 in 6e10)
 ADDED = (np.add, np.add, np.maximum)  # two rows of a meter's hour: kWh, peers' kWh, export
 
+Found = tuple[list[str], list[str], verdicts.MeterDays]  # meter ids, feeder ids, features
+
 # Every reason list a verdict can hold, by its bits (gridlens.verdicts.REASONS).
 _REASON_LISTS = [",".join(verdicts.reason_names(bits)) for bits in range(16)]
 
@@ -40,9 +42,6 @@ async def judge_day(
     made = verdicts.judge(day, _earlier(len(meter_ids), await earlier.fetchone()))
     await cursor.execute(query("store_days"), {**params, **meters, **_stored(day, made)})
     return len(meter_ids)
-
-
-Found = tuple[list[str], list[str], verdicts.MeterDays]  # meter ids, feeder ids, features
 
 
 async def _from_hours(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) -> Found | None:
