@@ -244,12 +244,14 @@ def _pearson(first: Floats, second: Floats, kept: Flags) -> Floats:
 
 
 def _nanmedian(values: Floats) -> Floats:
-    """The median of each row's numbers (SQL percentile_cont(0.5)), NaN for none."""
-    present = ~np.isnan(values)
-    result = np.full(values.shape[0], np.nan)
-    rows = present.any(axis=1)
-    result[rows] = np.nanmedian(values[rows], axis=1)
-    return result
+    """The median of each row's numbers (SQL percentile_cont(0.5)), NaN for none: the mean
+    of the middle two of the row sorted, NaN last (np.nanmedian gives the same, in masked
+    arrays, several times slower)."""
+    ordered = np.sort(values, axis=1)
+    count = (~np.isnan(values)).sum(axis=1)
+    low = np.take_along_axis(ordered, np.maximum((count - 1) // 2, 0)[:, None], axis=1)
+    high = np.take_along_axis(ordered, np.minimum(count // 2, values.shape[1] - 1)[:, None], axis=1)
+    return np.where(count > 0, (low[:, 0] + high[:, 0]) / 2, np.nan)
 
 
 def _feeder_medians(

@@ -91,3 +91,19 @@ def test_binary_bigint_arrays_load_whole() -> None:
         struct.pack(">iq", 8, key) for key in keys
     )
     assert load_int8_array(data).tolist() == keys
+
+
+def test_medians_of_the_hours_with_figures_as_sql_percentile_cont() -> None:
+    values = np.array(
+        [
+            [3.0, np.nan, 1.0, 2.0],  # odd: the middle one
+            [4.0, 1.0, 6.0, 2.0],  # even: the mean of the middle two
+            [np.nan, 4.0, 1.0, 3.0],
+            [np.nan] * 4,  # none: no median
+        ]
+    )
+    medians = verdicts._nanmedian(values)
+    assert medians[:3].tolist() == [2.0, 3.0, 3.0] and np.isnan(medians[3])
+    rows = np.random.default_rng(7).random((200, 24))
+    rows[rows < 0.3] = np.nan
+    assert np.array_equal(verdicts._nanmedian(rows), np.nanmedian(rows, axis=1))
