@@ -45,11 +45,13 @@ async def judge_day(
 
 
 async def _from_hours(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) -> Found | None:
-    """The day's features added up from its hour rows (day_features), or None: no rows."""
+    """The day's features added up from its hour rows, or from hours 0-22 added up ahead
+    and the last hour's rows (day_features), or None: no rows."""
+    ahead = await (await cursor.execute(query("day_added_up_ahead"), params)).fetchone()
+    after = ahead[0] if ahead else -1
     for seed in range(KEY_SEEDS):
-        row = await (
-            await cursor.execute(query("day_features"), {**params, "seed": seed})
-        ).fetchone()
+        asked = {**params, "seed": seed, "after": after}
+        row = await (await cursor.execute(query("day_features"), asked)).fetchone()
         if row is None or row[0] is None:
             return None
         meter_ids, feeder_ids, meter_keys, *per_meter, hour_keys, hours, kwh, peer, sunlit = row

@@ -5,8 +5,9 @@ than computed per query, hour by hour (sql/migrations/0014): a pass finds the da
 whose read count (from the ingest rollup) differs from when their features were
 computed and recomputes the hours that changed (kpi_meter_hours). A day that is over
 is then added up from its hours and judged, and its features and verdicts written at
-once (api/kpi_judge.py); so is every later day (its verdict starts from the baseline
-of the days before it). One process at a time does a pass (an advisory lock); every
+once (api/kpi_judge.py); so is every later day (its verdict starts from the baseline of
+the days before it). A day's hours 0-22 are added up ahead of its close, once its last
+hour has reads (sql/migrations/0016). One process at a time does a pass (an advisory lock); every
 API process runs passes in the background, so whichever is free keeps them current.
 """
 
@@ -58,6 +59,8 @@ async def refresh_stale_days(pool: AsyncConnectionPool[Any]) -> list[tuple[str, 
                     if over:
                         meters = await judge_day(conn, params, from_hours=fresh)
                         written += bool(fresh and meters)
+                    else:  # its close adds hours 0-22 up as they are now, if it can
+                        await conn.execute(query("add_up_day_ahead"), params)
                     await conn.execute(query("record_day"), params)
                     await conn.execute(query("drop_settled_hours"), params)
                 refreshed.append((tenant_id, day))
@@ -93,6 +96,7 @@ async def refresh_hours(conn: psycopg.AsyncConnection[Any], params: dict[str, An
         "last": hours[-1],
     }
     await conn.execute(query("ensure_hours_partition"), params)
+    await conn.execute(query("forget_day_ahead"), recomputed)
     await conn.execute(query("clear_meter_hours"), recomputed)
     await conn.execute(query("refresh_meter_hours"), recomputed)
     await conn.execute(query("record_hours"), recomputed)

@@ -307,6 +307,34 @@ INSERT INTO public.kpi_refreshed_hours AS done (tenant_id, day, hour, reads)
 SELECT %(tenant_id)s, %(day)s, hour, reads FROM hours WHERE reads > 0
 ON CONFLICT (tenant_id, day, hour) DO UPDATE SET reads = EXCLUDED.reads
 
+-- name: forget_day_ahead
+-- Hours 0-22 of a tenant-day added up ahead, gone when any of them is recomputed.
+DELETE FROM public.kpi_meter_day_ahead
+WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(first)s <= 22
+
+-- name: add_up_day_ahead
+-- Hours 0-22 of a tenant-day added up per meter and feeder (sql/migrations/0016), once its
+-- last hour has reads; nothing when they are added up already.
+INSERT INTO public.kpi_meter_day_ahead
+    (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
+     peer_kwh, peer_squares, kwh_peer, zero_reads, exported)
+SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, SUM(reads), MIN(interval_minutes),
+       SUM(kwh), SUM(kwh_squares), SUM(peer_kwh), SUM(peer_squares), SUM(kwh_peer),
+       SUM(zero_reads), BOOL_OR(exported)
+FROM public.kpi_meter_hours
+WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22
+  AND EXISTS (SELECT FROM public.kpi_refreshed_hours
+              WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour = 23)
+  AND NOT EXISTS (SELECT FROM public.kpi_meter_day_ahead
+                  WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
+GROUP BY meter_id, feeder_id
+
+-- name: day_added_up_ahead
+-- The last hour added up ahead of: 22 (kpi_meter_day_ahead holds hours 0-22), or -1.
+SELECT CASE WHEN EXISTS (SELECT FROM public.kpi_meter_day_ahead
+                         WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
+            THEN 22 ELSE -1 END
+
 -- name: day_features
 -- One tenant-day's features, from its hour rows, for its verdict (api/kpi_judge.py), as
 -- one row of arrays: per meter, in meter_id order, a key (a 64-bit hash of its id, seeded)
@@ -317,16 +345,28 @@ ON CONFLICT (tenant_id, day, hour) DO UPDATE SET reads = EXCLUDED.reads
 -- exported (a meter that moved feeder within an hour has two rows of it). The keys put
 -- the hour rows at their meters' places without joining the day's 600,000 hour rows to
 -- its 25,000 meters (0.2 s at 25,000 meters); two meters of one key are seen there, and
--- the query asked again with another seed.
+-- the query asked again with another seed. The sums are those of the hours after
+-- %(after)s (-1: all of them) and of hours 0-22 as added up ahead (kpi_meter_day_ahead,
+-- when %(after)s is 22).
 WITH hours AS NOT MATERIALIZED (
     SELECT * FROM public.kpi_meter_hours WHERE tenant_id = %(tenant_id)s AND day = %(day)s
+), added AS NOT MATERIALIZED (
+    SELECT meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares, peer_kwh,
+           peer_squares, kwh_peer, zero_reads, exported
+    FROM public.kpi_meter_day_ahead
+    WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(after)s = 22
+    UNION ALL
+    SELECT meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares, peer_kwh,
+           peer_squares, kwh_peer, zero_reads, exported
+    FROM hours
+    WHERE hour > %(after)s
 ), sums AS (
     SELECT meter_id, SUM(reads) AS reads, MIN(interval_minutes) AS interval_minutes,
            SUM(kwh) AS kwh, SUM(kwh_squares) AS kwh_squares, SUM(peer_kwh) AS peer_kwh,
            SUM(peer_squares) AS peer_squares, SUM(kwh_peer) AS kwh_peer,
            SUM(zero_reads) AS zero_reads, BOOL_OR(exported) AS exported,
            MIN(feeder_id) AS feeder_id, MAX(feeder_id) <> MIN(feeder_id) AS moved
-    FROM hours
+    FROM added
     GROUP BY meter_id
 ), spread AS (
     SELECT sums.*, kwh / reads AS kwh_per_read,
@@ -338,7 +378,7 @@ WITH hours AS NOT MATERIALIZED (
     -- A meter that reported from more than one feeder that day: the one it did most.
     SELECT DISTINCT ON (meter_id) meter_id, feeder_id
     FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads
-          FROM hours
+          FROM added
           WHERE meter_id IN (SELECT meter_id FROM sums WHERE moved)
           GROUP BY 1, 2) AS counted
     ORDER BY meter_id, reads DESC, feeder_id

@@ -595,3 +595,109 @@ async def test_a_meter_without_reads_the_day_before_starts_from_the_day_before_t
     assert days[("2", first)] == [0, False]  # a first day: nothing to start from
     assert days[("2", last)] == [1, True]  # carried out of the first day
     assert days[("1", last)] == [2, True]  # out of the second, which had the first's
+
+
+async def ingest_except(
+    pool: AsyncConnectionPool[Any], tenant: str, day: datetime, steps: range, held: set[int]
+) -> None:
+    """40 meters on 4 feeders at 15 minutes, the steps' intervals of the day; feeder 2's
+    batch of each step in ``held`` left out (to come late)."""
+    for step in steps:
+        for feeder in range(1, 5):
+            if step in held and feeder == 2:
+                continue
+            batch = generate_batch(
+                publish_id="ahead",
+                tenant_id=tenant,
+                feeder=feeder,
+                meter_numbers=feeder_meters(feeder, 1, 40, 4),
+                read_at=day + timedelta(minutes=15 * step),
+                interval_minutes=15,
+                events=(),
+            )
+            await insert_batch(pool, batch)
+
+
+async def test_hours_0_to_22_are_added_up_once_the_last_hour_has_reads(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """A day in progress: nothing is added up ahead before its last hour has reads; then
+    hours 0-22 are, per meter, as the hour rows hold them."""
+    tenant = "AHEAD_" + uuid.uuid4().hex[:8]
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    ahead = b"SELECT count(*), sum(reads), sum(kwh) FROM kpi_meter_day_ahead WHERE tenant_id = %s"
+    await ingest_except(pool, tenant, today, range(1, 93), set())  # to 23:00, hour 22's end
+    await refresh_until_current(pool, tenant)
+    async with pool.connection() as conn:
+        assert await (await conn.execute(ahead, [tenant])).fetchone() == (0, None, None)
+    await ingest_except(pool, tenant, today, range(93, 94), set())  # 23:15: the last hour
+    await refresh_until_current(pool, tenant)
+    async with pool.connection() as conn:
+        count, reads, kwh = await (await conn.execute(ahead, [tenant])).fetchone()
+        cursor = await conn.execute(
+            b"SELECT sum(kwh) FROM kpi_meter_hours WHERE tenant_id = %s AND hour <= 22", [tenant]
+        )
+        hours_kwh = (await cursor.fetchone())[0]
+    assert (count, reads) == (40, 92 * 40)
+    assert kwh == pytest.approx(hours_kwh, rel=1e-12)
+
+
+async def test_a_day_added_up_ahead_is_judged_as_at_its_close_until_an_early_hour_changes(
+    pool: AsyncConnectionPool[Any],
+) -> None:
+    """The close of a day whose hours 0-22 were added up ahead (the pass during its last
+    hour) leaves the features and verdicts of a close that added up every hour. A late
+    batch for hour 3 makes the sums ahead go, and the day is judged from its hours."""
+    tenant = "CLOSE_" + uuid.uuid4().hex[:8]
+    yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday -= timedelta(days=1)  # its hour rows are kept: a day over for a day keeps them
+    day = yesterday - timedelta(days=1)
+    await ingest_except(pool, tenant, day, range(1, 2 * 96 + 1), held={96 + 14})
+    await refresh_until_current(pool, tenant)
+    at_close = await features_of(pool, tenant)
+    params = {"tenant_id": tenant, "day": yesterday}
+
+    async def judge_again(added_up_ahead: bool) -> dict[tuple[Any, ...], Any]:
+        """The day's last hour, features and verdict forgotten (hours 0-22 added up ahead
+        first, as during that hour), then a pass."""
+        async with pool.connection() as conn:
+            await conn.set_autocommit(True)
+            await conn.execute(query("refresh_lock_wait"))  # no pass of an app halfway
+            try:
+                async with conn.transaction():
+                    if added_up_ahead:
+                        added = await conn.execute(query("add_up_day_ahead"), params)
+                        assert added.rowcount == 40
+                    for forget in (
+                        b"DELETE FROM kpi_refreshed_hours WHERE tenant_id = %(tenant_id)s"
+                        b" AND day = %(day)s AND hour = 23",
+                        b"DELETE FROM kpi_meter_day_features WHERE tenant_id = %(tenant_id)s"
+                        b" AND day = %(day)s",
+                        b"UPDATE kpi_refreshed_days SET judged = false"
+                        b" WHERE tenant_id = %(tenant_id)s AND day = %(day)s",
+                    ):
+                        await conn.execute(forget, params)
+            finally:
+                await conn.execute(query("refresh_unlock"))
+                await conn.set_autocommit(False)
+        await refresh_until_current(pool, tenant)
+        return await features_of(pool, tenant)
+
+    judged_ahead = await judge_again(added_up_ahead=True)
+    assert judged_ahead.keys() == at_close.keys() and len(at_close) == 80
+    for key, row in at_close.items():
+        assert_close(list(judged_ahead[key]), list(row))
+
+    await ingest_except(pool, tenant, day, range(96 + 14, 96 + 15), held=set())  # 03:30
+    await refresh_until_current(pool, tenant)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            b"SELECT count(*) FROM kpi_meter_day_ahead WHERE tenant_id = %s", [tenant]
+        )
+        assert await cursor.fetchone() == (0,)
+    late = await features_of(pool, tenant)
+    assert {row[1] for key, row in late.items() if key[0] == yesterday} == {96}
+    at_close = await judge_again(added_up_ahead=False)
+    assert late.keys() == at_close.keys()
+    for key, row in at_close.items():
+        assert_close(list(late[key]), list(row))
