@@ -54,13 +54,29 @@ async def _from_hours(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) 
         row = await (await cursor.execute(query("day_features"), asked)).fetchone()
         if row is None or row[0] is None:
             return None
-        meter_ids, feeder_ids, meter_keys, *per_meter, hour_keys, hours, kwh, peer, sunlit = row
-        places = key_places(meter_keys, hour_keys)
+        meter_ids, feeder_ids, meter_keys, *per_meter = row[:10]
+        keys, hours, *values = _hours(row[10:15], row[15:20])
+        places = key_places(meter_keys, keys)
         if places is not None:
             slots = places * HOURS + hours.astype(np.int64)
-            profiles = _profiles(len(meter_ids), slots, (kwh, peer, sunlit))
+            profiles = _profiles(len(meter_ids), slots, values)
             return meter_ids, feeder_ids, _day(feeder_ids, per_meter, profiles)
     raise RuntimeError(f"{KEY_SEEDS} seeds in a row gave two meters one key")
+
+
+def _hours(rows: Any, ahead: Any) -> list[npt.NDArray[Any]]:
+    """day_features' hours, as (key, hour, kWh, peers' kWh, export) each a flat array: the
+    hour rows', then those of the rows added up ahead (24 a row, NaN where none)."""
+    flat = [np.empty(0) if column is None else column for column in rows]
+    flat[0] = flat[0].astype(np.int64)
+    if ahead[0] is not None:
+        keys, hours, *values = ahead
+        present = ~np.isnan(hours)
+        listed = [np.broadcast_to(keys[:, None], hours.shape), hours, *values]
+        flat = [
+            np.concatenate([one, more[present]]) for one, more in zip(flat, listed, strict=True)
+        ]
+    return flat
 
 
 async def _stored_day(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) -> Found | None:
@@ -108,7 +124,7 @@ def _day(
 
 
 def _profiles(
-    meters: int, slots: npt.NDArray[np.int64], values: tuple[npt.NDArray[np.float64], ...]
+    meters: int, slots: npt.NDArray[np.int64], values: list[npt.NDArray[np.float64]]
 ) -> list[npt.NDArray[np.float64]]:
     """Hour rows' kWh, peers' kWh and export (1 or 0), at their slots (meter place × 24 +
     hour), as (meters, 24) arrays, NaN for an hour without a row (two rows of a meter's

@@ -314,20 +314,30 @@ WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(first)s <= 22
 
 -- name: add_up_day_ahead
 -- Hours 0-22 of a tenant-day added up per meter and feeder (sql/migrations/0016), once its
--- last hour has reads; nothing when they are added up already.
+-- last hour has reads; nothing when they are added up already. The hourly lists come out
+-- of one aggregate step, so they hold the hours in one order; NaN fills them to 24.
 INSERT INTO public.kpi_meter_day_ahead
     (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
-     peer_kwh, peer_squares, kwh_peer, zero_reads, exported)
-SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, SUM(reads), MIN(interval_minutes),
-       SUM(kwh), SUM(kwh_squares), SUM(peer_kwh), SUM(peer_squares), SUM(kwh_peer),
-       SUM(zero_reads), BOOL_OR(exported)
-FROM public.kpi_meter_hours
-WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22
-  AND EXISTS (SELECT FROM public.kpi_refreshed_hours
-              WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour = 23)
-  AND NOT EXISTS (SELECT FROM public.kpi_meter_day_ahead
-                  WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
-GROUP BY meter_id, feeder_id
+     peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours, hour_kwh, hour_peer,
+     hour_sunlit)
+SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
+       peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours || filler, hour_kwh || filler,
+       hour_peer || filler, hour_sunlit || filler
+FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads, MIN(interval_minutes) AS interval_minutes,
+             SUM(kwh) AS kwh, SUM(kwh_squares) AS kwh_squares, SUM(peer_kwh) AS peer_kwh,
+             SUM(peer_squares) AS peer_squares, SUM(kwh_peer) AS kwh_peer,
+             SUM(zero_reads) AS zero_reads, BOOL_OR(exported) AS exported,
+             array_agg(hour::double precision) AS hours, array_agg(kwh) AS hour_kwh,
+             array_agg(peer_kwh) AS hour_peer,
+             array_agg(sunlit::integer::double precision) AS hour_sunlit,
+             array_fill('NaN'::double precision, ARRAY[24 - COUNT(*)::integer]) AS filler
+      FROM public.kpi_meter_hours
+      WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22
+        AND EXISTS (SELECT FROM public.kpi_refreshed_hours
+                    WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour = 23)
+        AND NOT EXISTS (SELECT FROM public.kpi_meter_day_ahead
+                        WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
+      GROUP BY meter_id, feeder_id) AS added
 
 -- name: day_added_up_ahead
 -- The last hour added up ahead of: 22 (kpi_meter_day_ahead holds hours 0-22), or -1.
@@ -342,12 +352,12 @@ SELECT CASE WHEN EXISTS (SELECT FROM public.kpi_meter_day_ahead
 -- and CORR would give them from the reads; a spread within rounding of nothing is none)
 -- and the feeder it reported from most (the first by id on a tie); then per hour row, in
 -- no order, its meter's key, the hour, the kWh, the peers' kWh and whether the feeder
--- exported (a meter that moved feeder within an hour has two rows of it). The keys put
--- the hour rows at their meters' places without joining the day's 600,000 hour rows to
--- its 25,000 meters (0.2 s at 25,000 meters); two meters of one key are seen there, and
--- the query asked again with another seed. The sums are those of the hours after
--- %(after)s (-1: all of them) and of hours 0-22 as added up ahead (kpi_meter_day_ahead,
--- when %(after)s is 22).
+-- exported (a meter that moved feeder within an hour has two rows of it); then the same
+-- of hours 0-22 as added up ahead (kpi_meter_day_ahead), as rows of 24 per meter and
+-- feeder. The keys put the hours at their meters' places without joining the day's
+-- 600,000 hour rows to its 25,000 meters (0.2 s at 25,000 meters); two meters of one key
+-- are seen there, and the query asked again with another seed. The hours are those after
+-- %(after)s (-1: all of them) and, when %(after)s is 22, hours 0-22 as added up ahead.
 WITH hours AS NOT MATERIALIZED (
     SELECT * FROM public.kpi_meter_hours WHERE tenant_id = %(tenant_id)s AND day = %(day)s
 ), added AS NOT MATERIALIZED (
@@ -407,8 +417,15 @@ WITH hours AS NOT MATERIALIZED (
            array_agg(hour::double precision) AS hours, array_agg(kwh) AS kwh,
            array_agg(peer_kwh) AS peer, array_agg(sunlit::integer::double precision) AS sunlit
     FROM hours
+    WHERE hour > %(after)s
+), per_ahead AS (
+    SELECT array_agg(hashtextextended(meter_id, %(seed)s)) AS keys, array_agg(hours) AS hours,
+           array_agg(hour_kwh) AS kwh, array_agg(hour_peer) AS peer,
+           array_agg(hour_sunlit) AS sunlit
+    FROM public.kpi_meter_day_ahead
+    WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(after)s = 22
 )
-SELECT * FROM per_meter, per_hour
+SELECT * FROM per_meter, per_hour, per_ahead
 
 -- name: stored_day
 -- One tenant-day's features as stored (a day judged again: an earlier day's verdict

@@ -1,12 +1,13 @@
 -- A day's first 23 hours added up ahead of its close (#16).
 --
--- The pass that closes a day added up its 600,000 hour rows per meter (at 25,000 meters,
--- about 0.3 s of the close). Once a day's last hour has reads, its hours 0-22 are kept
--- added up per meter and feeder here (api/kpi_judge.py, a pass during that hour), so the
--- close adds 25,000 of these rows to the last hour's 25,000. The rows are the sums of
--- kpi_meter_hours: they add up with an hour's rows as the hours do with each other. A pass
--- that recomputes any of hours 0-22 forgets them (the next pass adds them up again); they
--- go with the day's hour rows.
+-- The pass that closes a day read all of its 600,000 hour rows (at 25,000 meters), to add
+-- them up per meter and to take out its hourly profiles. Once a day's last hour has reads,
+-- a pass during that hour keeps hours 0-22 added up per meter and feeder here, so the close
+-- reads 25,000 of these rows and the last hour's 25,000. The sums are those of
+-- kpi_meter_hours: they add up with an hour's rows as the hours do with each other. The
+-- hours' kWh, peers' kWh and export (1 or 0) are kept as lists of 24 beside the hour of
+-- each, in no order, NaN after the last. A pass that recomputes any of hours 0-22 forgets
+-- them (the next pass adds them up again); they go with the day's hour rows.
 CREATE TABLE public.kpi_meter_day_ahead (
     tenant_id        text             NOT NULL,
     day              timestamptz      NOT NULL,
@@ -21,6 +22,10 @@ CREATE TABLE public.kpi_meter_day_ahead (
     kwh_peer         double precision NOT NULL,
     zero_reads       integer          NOT NULL,
     exported         boolean          NOT NULL,
+    hours            double precision[] NOT NULL,
+    hour_kwh         double precision[] NOT NULL,
+    hour_peer        double precision[] NOT NULL,
+    hour_sunlit      double precision[] NOT NULL,
     PRIMARY KEY (tenant_id, day, meter_id, feeder_id)
 );
 
