@@ -51,7 +51,10 @@ async def _from_hours(cursor: psycopg.AsyncCursor[Any], params: dict[str, Any]) 
     after = ahead[0] if ahead else -1
     for seed in range(KEY_SEEDS):
         asked = {**params, "seed": seed, "after": after}
-        row = await (await cursor.execute(query("day_features"), asked)).fetchone()
+        # Planned for its parameters every time: a plan kept for all hours (after = -1) would
+        # read the hour rows for one hour's (22), and the other way round.
+        features = await cursor.execute(query("day_features"), asked, prepare=False)
+        row = await features.fetchone()
         if row is None or row[0] is None:
             return None
         meter_ids, feeder_ids, meter_keys, *per_meter = row[:10]

@@ -318,11 +318,13 @@ WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(first)s <= 22
 -- of one aggregate step, so they hold the hours in one order; NaN fills them to 24.
 INSERT INTO public.kpi_meter_day_ahead
     (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
-     peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours, hour_kwh, hour_peer,
-     hour_sunlit)
+     peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours_reads, hours, hour_kwh,
+     hour_peer, hour_sunlit)
 SELECT %(tenant_id)s, %(day)s, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
-       peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours || filler, hour_kwh || filler,
-       hour_peer || filler, hour_sunlit || filler
+       peer_kwh, peer_squares, kwh_peer, zero_reads, exported,
+       (SELECT SUM(reads) FROM public.kpi_refreshed_hours
+        WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22),
+       hours || filler, hour_kwh || filler, hour_peer || filler, hour_sunlit || filler
 FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads, MIN(interval_minutes) AS interval_minutes,
              SUM(kwh) AS kwh, SUM(kwh_squares) AS kwh_squares, SUM(peer_kwh) AS peer_kwh,
              SUM(peer_squares) AS peer_squares, SUM(kwh_peer) AS kwh_peer,
@@ -340,9 +342,12 @@ FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads, MIN(interval_minutes) AS 
       GROUP BY meter_id, feeder_id) AS added
 
 -- name: day_added_up_ahead
--- The last hour added up ahead of: 22 (kpi_meter_day_ahead holds hours 0-22), or -1.
-SELECT CASE WHEN EXISTS (SELECT FROM public.kpi_meter_day_ahead
-                         WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
+-- The last hour added up ahead of: 22 (kpi_meter_day_ahead holds hours 0-22 of the reads
+-- they hold now), or -1.
+SELECT CASE WHEN (SELECT hours_reads FROM public.kpi_meter_day_ahead
+                  WHERE tenant_id = %(tenant_id)s AND day = %(day)s LIMIT 1)
+                 = (SELECT SUM(reads) FROM public.kpi_refreshed_hours
+                    WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22)
             THEN 22 ELSE -1 END
 
 -- name: day_features

@@ -627,6 +627,8 @@ async def test_hours_0_to_22_are_added_up_once_the_last_hour_has_reads(
     hours 0-22 are, per meter, as the hour rows hold them."""
     tenant = "AHEAD_" + uuid.uuid4().hex[:8]
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if datetime.now(UTC) > today + timedelta(hours=23, minutes=58):
+        pytest.skip("today would be over before the test is")
     ahead = b"SELECT count(*), sum(reads), sum(kwh) FROM kpi_meter_day_ahead WHERE tenant_id = %s"
     await ingest_except(pool, tenant, today, range(1, 93), set())  # to 23:00, hour 22's end
     await refresh_until_current(pool, tenant)
@@ -644,24 +646,39 @@ async def test_hours_0_to_22_are_added_up_once_the_last_hour_has_reads(
     assert kwh == pytest.approx(hours_kwh, rel=1e-12)
 
 
-async def test_a_day_added_up_ahead_is_judged_as_at_its_close_until_an_early_hour_changes(
-    pool: AsyncConnectionPool[Any],
+async def test_a_day_added_up_ahead_is_judged_as_at_its_close_while_it_holds_its_hours(
+    pool: AsyncConnectionPool[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The close of a day whose hours 0-22 were added up ahead (the pass during its last
-    hour) leaves the features and verdicts of a close that added up every hour. A late
-    batch for hour 3 makes the sums ahead go, and the day is judged from its hours."""
+    hour) takes them from there, and leaves the features and verdicts of a close that added
+    up every hour: with meters that moved feeder, one that reported only in the last hour
+    and one only before it. Sums ahead that no longer hold hours 0-22 (a late read, stored
+    by a process that did not forget them) are not used; a late read forgets them."""
     tenant = "CLOSE_" + uuid.uuid4().hex[:8]
     yesterday = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday -= timedelta(days=1)  # its hour rows are kept: a day over for a day keeps them
     day = yesterday - timedelta(days=1)
-    await ingest_except(pool, tenant, day, range(1, 2 * 96 + 1), held={96 + 14})
+    await ingest_except(pool, tenant, day, range(1, 2 * 96 + 1), held={96 + 14, 96 + 30})
+    for meter, step in ((41, 2 * 96), (42, 96 + 40)):  # only at 24:00, only at 10:00
+        batch = generate_batch(
+            publish_id="ahead",
+            tenant_id=tenant,
+            feeder=1,
+            meter_numbers=np.array([meter]),
+            read_at=day + timedelta(minutes=15 * step),
+            interval_minutes=15,
+            events=(),
+        )
+        await insert_batch(pool, batch)
     await refresh_until_current(pool, tenant)
     at_close = await features_of(pool, tenant)
+    assert len(at_close) == 40 + 42
     params = {"tenant_id": tenant, "day": yesterday}
 
-    async def judge_again(added_up_ahead: bool) -> dict[tuple[Any, ...], Any]:
+    async def judge_again(added_up_ahead: bool, marked: bool = False) -> dict[tuple[Any, ...], Any]:
         """The day's last hour, features and verdict forgotten (hours 0-22 added up ahead
-        first, as during that hour), then a pass."""
+        first, as during that hour; or meter 1's zero reads raised by 1,000 in them), then a
+        pass."""
         async with pool.connection() as conn:
             await conn.set_autocommit(True)
             await conn.execute(query("refresh_lock_wait"))  # no pass of an app halfway
@@ -669,7 +686,13 @@ async def test_a_day_added_up_ahead_is_judged_as_at_its_close_until_an_early_hou
                 async with conn.transaction():
                     if added_up_ahead:
                         added = await conn.execute(query("add_up_day_ahead"), params)
-                        assert added.rowcount > 40  # a row per meter and feeder
+                        assert added.rowcount > 42  # a row per meter and feeder
+                    if marked:
+                        await conn.execute(
+                            b"UPDATE kpi_meter_day_ahead SET zero_reads = zero_reads + 1000"
+                            b" WHERE tenant_id = %s AND meter_id LIKE '%%-00001'",
+                            [tenant],
+                        )
                     for forget in (
                         b"DELETE FROM kpi_refreshed_hours WHERE tenant_id = %(tenant_id)s"
                         b" AND day = %(day)s AND hour = 23",
@@ -685,21 +708,40 @@ async def test_a_day_added_up_ahead_is_judged_as_at_its_close_until_an_early_hou
         await refresh_until_current(pool, tenant)
         return await features_of(pool, tenant)
 
-    judged_ahead = await judge_again(added_up_ahead=True)
-    assert judged_ahead.keys() == at_close.keys() and len(at_close) == 80
-    for key, row in at_close.items():
-        assert_close(list(judged_ahead[key]), list(row))
+    def zero_reads(features: dict[tuple[Any, ...], Any]) -> int:
+        return int(features[(yesterday, f"{tenant}-MTR-00001")][4])
 
-    await ingest_except(pool, tenant, day, range(96 + 14, 96 + 15), held=set())  # 03:30
-    await refresh_until_current(pool, tenant)
-    async with pool.connection() as conn:
-        cursor = await conn.execute(
-            b"SELECT count(*) FROM kpi_meter_day_ahead WHERE tenant_id = %s", [tenant]
+    def assert_same(got: dict[tuple[Any, ...], Any], expected: dict[tuple[Any, ...], Any]) -> None:
+        assert got.keys() == expected.keys()
+        for key, row in expected.items():
+            assert_close(list(got[key]), list(row))
+
+    assert_same(await judge_again(added_up_ahead=True), at_close)
+    marked = await judge_again(added_up_ahead=False, marked=True)  # taken from the sums ahead
+    assert zero_reads(marked) == zero_reads(at_close) + 1000
+
+    async def late(step: int) -> dict[tuple[Any, ...], Any]:
+        await ingest_except(pool, tenant, day, range(step, step + 1), held=set())
+        await refresh_until_current(pool, tenant)
+        return await features_of(pool, tenant)
+
+    ahead_rows = b"SELECT count(*) FROM kpi_meter_day_ahead WHERE tenant_id = %s"
+    with monkeypatch.context() as release_before:  # hour 3 recomputed, the sums kept
+        release_before.setattr(
+            kpi_refresh,
+            "query",
+            lambda name: b"SELECT" if name == "forget_day_ahead" else query(name),
         )
-        assert await cursor.fetchone() == (0,)
-    late = await features_of(pool, tenant)
-    assert {row[1] for key, row in late.items() if key[0] == yesterday} == {96}
-    at_close = await judge_again(added_up_ahead=False)
-    assert late.keys() == at_close.keys()
-    for key, row in at_close.items():
-        assert_close(list(late[key]), list(row))
+        stale = await late(96 + 14)
+    async with pool.connection() as conn:
+        assert (await (await conn.execute(ahead_rows, [tenant])).fetchone())[0] > 42
+    assert zero_reads(stale) == zero_reads(at_close)  # the sums ahead were not used
+    readings = {row[1] for key, row in stale.items() if key[0] == yesterday}
+    assert readings == {96, 95, 1}  # feeder 2's meters have hour 3 now, not 07:30 yet
+
+    forgotten = await late(96 + 30)  # 07:30
+    async with pool.connection() as conn:
+        assert await (await conn.execute(ahead_rows, [tenant])).fetchone() == (0,)
+    readings = {row[1] for key, row in forgotten.items() if key[0] == yesterday}
+    assert readings == {96, 1}  # every read of the day, meters 41 and 42 one each
+    assert_same(forgotten, await judge_again(added_up_ahead=False))

@@ -7,7 +7,10 @@
 -- kpi_meter_hours: they add up with an hour's rows as the hours do with each other. The
 -- hours' kWh, peers' kWh and export (1 or 0) are kept as lists of 24 beside the hour of
 -- each, in no order, NaN after the last. A pass that recomputes any of hours 0-22 forgets
--- them (the next pass adds them up again); they go with the day's hour rows.
+-- them (the next pass adds them up again); the close uses them only while hours 0-22 hold
+-- the reads they were made from (hours_reads, against kpi_refreshed_hours: a process of
+-- the release before recomputes hours without forgetting them). They go with the day's
+-- hour rows.
 CREATE TABLE public.kpi_meter_day_ahead (
     tenant_id        text             NOT NULL,
     day              timestamptz      NOT NULL,
@@ -22,6 +25,7 @@ CREATE TABLE public.kpi_meter_day_ahead (
     kwh_peer         double precision NOT NULL,
     zero_reads       integer          NOT NULL,
     exported         boolean          NOT NULL,
+    hours_reads      bigint           NOT NULL,  -- hours 0-22's reads then, the tenant's
     hours            double precision[] NOT NULL,
     hour_kwh         double precision[] NOT NULL,
     hour_peer        double precision[] NOT NULL,
