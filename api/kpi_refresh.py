@@ -6,8 +6,8 @@ whose read count (from the ingest rollup) differs from when their features were
 computed and recomputes the hours that changed (kpi_meter_hours). A day that is over
 is then added up from its hours and judged, and its features and verdicts written at
 once (api/kpi_judge.py); so is every later day (its verdict starts from the baseline of
-the days before it). A day's hours 0-22 are added up ahead of its close, once its last
-hour has reads (sql/migrations/0016). One process at a time does a pass (an advisory
+the days before it). A day's hours 0-22 are added up ahead of its close, once it has
+its reads of 23:00 (sql/migrations/0016). One process at a time does a pass (an advisory
 lock); every API process runs passes in the background, so whichever is free keeps them
 current.
 """

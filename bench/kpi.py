@@ -6,7 +6,7 @@ the queue, its history ending today: 1 million rows (today's first 40 intervals:
 fleet's first day), then 100 million (about six weeks) beside it. At each size the KPI
 features are brought up to date (timed) and the database vacuumed and analyzed (as
 autovacuum does after that), then one new interval is written and its refresh timed, and
-the passes of a day's last hour: its hours 0-22 added up ahead, then the close (the last
+the passes of a day's end: its hours 0-22 added up ahead, then the close (the last
 hour recomputed, then the day added up and judged); status and quickcheck are called
 through the real aiohttp application (p50, p95). At the last size: insert throughput on
 one connection against an unpartitioned copy, and the time to drop a day and a week.
@@ -92,8 +92,8 @@ async def refresh(database_url: str) -> tuple[int, float]:
 
 
 async def close_a_day(database_url: str, tenant_id: str) -> tuple[float, float] | None:
-    """The passes of a day's last hour: hours 0-22 added up ahead (the pass after the
-    hour's first interval does it), then the close: that hour recomputed, the day added up
+    """The passes of a day's end: hours 0-22 added up ahead (the pass after the interval
+    ending at 23:00 does it), then the close: that hour recomputed, the day added up
     and judged. The tenant's latest day that is over plays it, its last hour, its features
     and its verdict forgotten; returns the seconds of both (None: no day is over yet)."""
     async with postgres_pool(database_url, max_size=1) as pool, pool.connection() as conn:
@@ -165,7 +165,7 @@ async def one_size(database_url: str, fleet: Fleet, rows: int) -> int:
     if closing is not None:
         ahead, close = closing
         print(
-            "  hours 0-22 added up ahead (by the pass after the last hour's first interval):"
+            "  hours 0-22 added up ahead (by the pass after the interval ending at 23:00):"
             f" {ahead:.2f} s"
         )
         print(f"  the pass that closes a day (its last hour, then the day judged): {close:.2f} s")

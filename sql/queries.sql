@@ -313,9 +313,11 @@ DELETE FROM public.kpi_meter_day_ahead
 WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND %(first)s <= 22
 
 -- name: add_up_day_ahead
--- Hours 0-22 of a tenant-day added up per meter and feeder (sql/migrations/0016), once its
--- last hour has reads; nothing when they are added up already. The hourly lists come out
--- of one aggregate step, so they hold the hours in one order; NaN fills them to 24.
+-- Hours 0-22 of a tenant-day added up per meter and feeder (sql/migrations/0016), once it
+-- has reads of 23:00 or later (hour 22's last interval, whatever the interval length: an
+-- hourly fleet's last hour has only the read of 24:00, after the day is over); nothing when
+-- they are added up already. The hourly lists come out of one aggregate step, so they hold
+-- the hours in one order; NaN fills them to 24.
 INSERT INTO public.kpi_meter_day_ahead
     (tenant_id, day, meter_id, feeder_id, reads, interval_minutes, kwh, kwh_squares,
      peer_kwh, peer_squares, kwh_peer, zero_reads, exported, hours_reads, hours, hour_kwh,
@@ -335,8 +337,10 @@ FROM (SELECT meter_id, feeder_id, SUM(reads) AS reads, MIN(interval_minutes) AS 
              array_fill('NaN'::double precision, ARRAY[24 - COUNT(*)::integer]) AS filler
       FROM public.kpi_meter_hours
       WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour <= 22
-        AND EXISTS (SELECT FROM public.kpi_refreshed_hours
-                    WHERE tenant_id = %(tenant_id)s AND day = %(day)s AND hour = 23)
+        AND EXISTS (SELECT FROM public.meter_reads_rollup
+                    WHERE tenant_id = %(tenant_id)s
+                      AND read_at >= %(day)s + interval '23 hours'
+                      AND read_at <= %(day)s + interval '24 hours')
         AND NOT EXISTS (SELECT FROM public.kpi_meter_day_ahead
                         WHERE tenant_id = %(tenant_id)s AND day = %(day)s)
       GROUP BY meter_id, feeder_id) AS added

@@ -620,21 +620,21 @@ async def ingest_except(
             await insert_batch(pool, batch)
 
 
-async def test_hours_0_to_22_are_added_up_once_the_last_hour_has_reads(
+async def test_hours_0_to_22_are_added_up_once_the_day_has_its_reads_of_23_00(
     pool: AsyncConnectionPool[Any],
 ) -> None:
-    """A day in progress: nothing is added up ahead before its last hour has reads; then
-    hours 0-22 are, per meter, as the hour rows hold them."""
+    """A day in progress: nothing is added up ahead before its reads of 23:00 (hour 22's
+    last interval); then hours 0-22 are, per meter, as the hour rows hold them."""
     tenant = "AHEAD_" + uuid.uuid4().hex[:8]
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     if datetime.now(UTC) > today + timedelta(hours=23, minutes=58):
         pytest.skip("today would be over before the test is")
     ahead = b"SELECT count(*), sum(reads), sum(kwh) FROM kpi_meter_day_ahead WHERE tenant_id = %s"
-    await ingest_except(pool, tenant, today, range(1, 93), set())  # to 23:00, hour 22's end
+    await ingest_except(pool, tenant, today, range(1, 92), set())  # to 22:45
     await refresh_until_current(pool, tenant)
     async with pool.connection() as conn:
         assert await (await conn.execute(ahead, [tenant])).fetchone() == (0, None, None)
-    await ingest_except(pool, tenant, today, range(93, 94), set())  # 23:15: the last hour
+    await ingest_except(pool, tenant, today, range(92, 93), set())  # 23:00, hour 22's end
     await refresh_until_current(pool, tenant)
     async with pool.connection() as conn:
         count, reads, kwh = await (await conn.execute(ahead, [tenant])).fetchone()

@@ -1,8 +1,8 @@
 -- A day's first 23 hours added up ahead of its close (#16).
 --
 -- The pass that closes a day read all of its 600,000 hour rows (at 25,000 meters), to add
--- them up per meter and to take out its hourly profiles. Once a day's last hour has reads,
--- a pass during that hour keeps hours 0-22 added up per meter and feeder here, so the close
+-- them up per meter and to take out its hourly profiles. Once a day has its reads of 23:00
+-- (hour 22's last), a pass keeps hours 0-22 added up per meter and feeder here, so the close
 -- reads 25,000 of these rows and the last hour's 25,000. The sums are those of
 -- kpi_meter_hours: they add up with an hour's rows as the hours do with each other. The
 -- hours' kWh, peers' kWh and export (1 or 0) are kept as lists of 24 beside the hour of
