@@ -541,7 +541,16 @@ class ClusterDeployment:
                 int(node.info("replication").get("connected_slaves", 0)) >= 1 for node in primaries
             )
             and all(node.info("replication").get("master_link_status") == "up" for node in replicas)
+            and all(self._replicas_listed(node) for node in self.nodes)
         )
+
+    @staticmethod
+    def _replicas_listed(node: RedisNode) -> bool:
+        """Whether the node's CLUSTER SLOTS names a replica for every slot range: a link
+        is up before gossip has told every node whose replica it is (replicas_of read no
+        replica right after the cluster was ready, once)."""
+        slots = node.ask("CLUSTER", "SLOTS")
+        return bool(slots) and all(len(entry) > 3 for entry in slots)
 
 
 @contextlib.contextmanager
