@@ -18,7 +18,7 @@ run: $(STAMP)  ## the whole stack on 127.0.0.1:5000 (embedded servers unless DAT
 test: lint  ## lint, then every test against real servers (ops tests skip without `make tools`)
 	$(BIN)/pytest
 
-tools:  ## prometheus, promtool, docker-compose, systemd-analyze for the ops tests (Debian packages)
+tools:  ## prometheus, promtool, docker-compose, systemd-analyze, chromium for the ops and page tests (Debian packages)
 	@ops/install-tools
 
 lint: $(STAMP)  ## ruff and mypy

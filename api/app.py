@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from api import events, health, kpi, openapi, publish, status
+from api import events, health, kpi, live, openapi, page, publish, status
 from api.auth import bearer_auth
 from api.context import CONTEXT, connections, shutdown_begins
 from api.errors import json_errors
@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     background_pool = lambda running: running[CONTEXT].background_pool  # noqa: E731
     app.cleanup_ctx.append(background_refresh(background_pool))
     app.cleanup_ctx.append(background_partitions(settings.retention_days, background_pool))
-    for module in (health, openapi, publish, events, status, kpi):
+    for module in (health, openapi, publish, events, status, kpi, live, page):
         app.add_routes(module.routes)
     return app
 

@@ -7,9 +7,11 @@ from typing import Any
 from aiohttp import web
 
 from api.errors import ApiError
+from api.page import PAGE_PATHS
 from gridlens.apikey import key_matches
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Probes, metrics, and the live page, which holds no data (its script asks for the key).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", *PAGE_PATHS})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from typing import Any
 
 import numpy as np
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from api.body import json_object
 from api.context import ApiContext, context
@@ -14,6 +17,7 @@ from api.errors import ApiError
 from api.openapi import PATHS, errors, ok_response
 from api.responses import json_response
 from gridlens.entry import TENANT_PATTERN
+from gridlens.keys import RATE_HISTORY_S
 from gridlens.queue import queue_depth
 from producer import metrics
 from producer.diversity import has_ev, has_pv
@@ -164,6 +168,7 @@ async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
             published = await ctx.publisher.publish(publish_request, events)
     except Backpressure as refused:
         metrics.PUBLISHES.labels("refused").inc()
+        await _count_refused(ctx)
         raise ApiError(
             429,
             "Backpressure: queue too deep",
@@ -185,6 +190,17 @@ async def _publish(ctx: ApiContext, publish_request: PublishRequest) -> dict[str
         ) from None
     metrics.PUBLISHES.labels("ok").inc()
     return _result(published)
+
+
+async def _count_refused(ctx: ApiContext) -> None:
+    """One more 429 in this second's count, which the live page shows; best effort: a count
+    that Redis failed to keep does not change the answer."""
+    key = ctx.keys.refused_second(int(time.time()))
+    with contextlib.suppress(RedisError, OSError):
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, RATE_HISTORY_S)
+            await pipe.execute()
 
 
 async def _events(ctx: ApiContext, publish_request: PublishRequest) -> list[Event]:

@@ -82,10 +82,14 @@ def banner(base: str, settings: Settings) -> str:
     )
     lines = [
         "",
-        f"GridLens is up: API {base}, {settings.consumers} consumer process(es), "
-        f"data in {settings.data_dir}. Ctrl-C stops everything.",
+        f"GridLens is up. The live page: {base}/",
+        f"API {base}, {settings.consumers} consumer process(es), data in {settings.data_dir}. "
+        "Ctrl-C stops everything.",
         "",
         f"export GRIDLENS_API_KEY={settings.resolved_api_key}",
+        "(the page asks for this key to publish"
+        + (", and to read" if settings.auth_reads else "")
+        + "), or from a terminal:",
         "",
         publish % ',"dryRun":true',
         publish % "",

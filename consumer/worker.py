@@ -45,7 +45,7 @@ from gridlens.connections import RedisClient
 from gridlens.entry import ENTRY_FIELD, EntryError, ReadBatch, decode
 from gridlens.errors import first_line
 from gridlens.failover import through_failover
-from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.keys import CONSUMER_GROUP, RATE_HISTORY_S, Keys
 from gridlens.partitions import PartitionDays
 from gridlens.queue import ensure_group
 from gridlens.scripts import Acknowledged, QueueDepth, Scripts
@@ -58,7 +58,6 @@ RETRY_BASE_S = 0.2  # first back-off after a transient error
 # Longest back-off: short, so that a job resumes within seconds of a failover or restart;
 # the in-flight limit falls to its minimum meanwhile, so the retries stay few.
 RETRY_CAP_S = 3.0
-INGEST_RATE_KEEP_S = 120  # per-second ingest counters live this long
 ACK_GATHER_MAX_S = 0.005  # longest an acknowledgement waits for others
 ACK_GATHER_SHARE = 0.1  # of the recent insert latency
 
@@ -273,7 +272,7 @@ class Consumer:
                 entry_ids=entry_ids,
                 reads_inserted=inserted,
                 ingested_second=self.keys.ingested_second(int(time.time())),
-                counter_ttl_s=INGEST_RATE_KEEP_S,
+                counter_ttl_s=RATE_HISTORY_S,
                 consumer=self.name,
                 refill=self._refill(len(entry_ids)) if attempts == 1 else 0,
             )

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from typing import Final
 
 CONSUMER_GROUP: Final = "ingest"
+# How long the per-second counters of reads enqueued and ingested, and of publishes
+# refused, are kept: the live page's 10 minutes, and a minute to spare.
+RATE_HISTORY_S: Final = 660
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,20 @@ class Keys:
         """Count of jobs acknowledged (their entries are deleted from the stream)."""
         return f"{self._tag}:ami:completed"
 
+    @property
+    def enqueued(self) -> str:
+        """Reads enqueued by second of the Redis server's clock (hash: unix second -> reads),
+        kept RATE_HISTORY_S."""
+        return f"{self._tag}:ami:enqueued"
+
     def ingested_second(self, unix_second: int) -> str:
-        """Reads inserted during one second (server time), kept for two minutes."""
+        """Reads inserted during one second (the consumer's clock), kept RATE_HISTORY_S."""
         return f"{self._tag}:ami:ingested:{unix_second}"
+
+    def refused_second(self, unix_second: int) -> str:
+        """Publishes refused with 429 during one second (the API's clock), kept
+        RATE_HISTORY_S."""
+        return f"{self._tag}:ami:refused:{unix_second}"
 
     @property
     def consumers(self) -> str:

@@ -24,7 +24,7 @@ from redis.exceptions import ClusterDownError, NoScriptError, RedisClusterExcept
 
 from gridlens.connections import RedisClient
 from gridlens.failover import Unconfirmed
-from gridlens.keys import CONSUMER_GROUP, Keys
+from gridlens.keys import CONSUMER_GROUP, RATE_HISTORY_S, Keys
 
 REPLICA_WAIT_MS: Final = 1_000  # how long a confirmed write waits for its replicas
 # The publisher's writes that must survive a failover: an admission, a job. (A release lost
@@ -195,7 +195,7 @@ class Scripts:
         keys = self.keys
         reply = await self._run(
             "enqueue",
-            [keys.stream, keys.rate_log, keys.rate_next, keys.reservations],
+            [keys.stream, keys.rate_log, keys.rate_next, keys.reservations, keys.enqueued],
             [
                 entry_field,
                 entry,
@@ -206,6 +206,7 @@ class Scripts:
                 reserved_reads,
                 lease_us,
                 int(settles),
+                RATE_HISTORY_S,
             ],
         )
         return enqueue_outcome(reply)

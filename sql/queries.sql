@@ -150,6 +150,18 @@ SELECT tenant_id, read_at, feeder_id, COUNT(*), SUM(kwh), SUM(kwh_received),
 FROM public.meter_reads_electric
 GROUP BY tenant_id, read_at, feeder_id
 
+-- name: tenants
+-- The tenants with reads, in order, at most %(limit)s: one index probe of tenant_meters'
+-- primary key per tenant (a loose index scan), not a scan of their meters.
+WITH RECURSIVE tenant AS (
+    (SELECT tenant_id FROM public.tenant_meters ORDER BY tenant_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT next.tenant_id FROM public.tenant_meters AS next
+            WHERE next.tenant_id > tenant.tenant_id ORDER BY next.tenant_id LIMIT 1)
+    FROM tenant WHERE tenant.tenant_id IS NOT NULL
+)
+SELECT tenant_id FROM tenant WHERE tenant_id IS NOT NULL LIMIT %(limit)s
+
 -- name: quickcheck_intervals
 -- The tenant's latest intervals (newest first), from the ingest rollup.
 SELECT DISTINCT read_at FROM public.meter_reads_rollup

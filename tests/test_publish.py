@@ -169,15 +169,20 @@ async def test_an_outage_event_skips_its_rows(
     assert (body["reads"], body["skippedReads"], body["jobs"]) == (900, 100, 9)
 
 
-async def test_a_deep_queue_is_refused_with_429_and_nothing_is_enqueued(
-    post: Post, redis: aioredis.Redis, keys: Keys, tenant: str
-) -> None:
+async def fill_queue(redis: aioredis.Redis, keys: Keys, tenant: str, entries: int) -> None:
+    """``entries`` waiting jobs of one read each: a queue as deep as wanted, at once."""
     await ensure_group(redis, keys)
     filler = encode(feeder_batch(tenant, 1, meters=1))
     async with redis.pipeline(transaction=False) as pipe:
-        for _ in range(501):
+        for _ in range(entries):
             pipe.xadd(keys.stream, {ENTRY_FIELD: filler})
         await pipe.execute()
+
+
+async def test_a_deep_queue_is_refused_with_429_and_nothing_is_enqueued(
+    post: Post, redis: aioredis.Redis, keys: Keys, tenant: str
+) -> None:
+    await fill_queue(redis, keys, tenant, 501)
     status, body, headers = await post(meterCount=500)
     assert status == 429
     assert body == {

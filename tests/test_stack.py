@@ -181,6 +181,15 @@ def test_make_run_serves_restarts_children_stops_cleanly_and_keeps_data(
     first = Stack(data_dir, port, tmp_path / "first.log")
     stacks.append(first)
     first.wait_ready()
+    # The banner names the live page first, before the curl commands; the page is served.
+    deadline = time.monotonic() + 10
+    while "curl" not in first.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    addresses = [line for line in first.log.read_text().splitlines() if "http://" in line]
+    assert addresses[0] == f"GridLens is up. The live page: http://localhost:{port}/"
+    assert "curl" in addresses[-1]
+    with urllib.request.urlopen(f"{first.base}/") as page:
+        assert page.status == 200 and page.headers.get_content_type() == "text/html"
 
     status, body = http.request("POST", f"{first.base}/api/ami/publish-once", b'{"tenantId":"T"}')
     assert (status, body["ok"]) == (401, False)

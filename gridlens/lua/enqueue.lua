@@ -8,9 +8,11 @@
 -- The check, the XADD and the bookkeeping are one atomic step.
 --
 -- KEYS[1] stream   KEYS[2] rate log (zset)   KEYS[3] next allowed time   KEYS[4] reservations
+-- KEYS[5] reads enqueued by second (hash: unix second -> reads, for the live page)
 -- ARGV[1] entry field   ARGV[2] entry   ARGV[3] reads in the entry   ARGV[4] cap (reads/s)
 -- ARGV[5] window, µs   ARGV[6] publish id   ARGV[7] reads reserved for this job   ARGV[8] lease, µs
 -- ARGV[9] 1: a written job settles its reservation (0: a copy of one that may have done so)
+-- ARGV[10] seconds KEYS[5] keeps
 --
 -- Returns {1, entry id, server time in µs} when enqueued, {0, µs to wait} when not yet.
 local now = server_time_us()
@@ -35,6 +37,20 @@ local function settle(done)
     redis.call('HSET', KEYS[4], ARGV[6], jobs .. ':' .. math.max(reserved, 0) .. ':' .. string.format('%d', now + lease))
     redis.call('PEXPIRE', KEYS[4], math.ceil(lease / 1000))
   end
+end
+
+-- This job's reads in its second's count; older seconds are trimmed once a minute's
+-- worth have piled up, not on every job.
+local function count_second()
+  local keep = tonumber(ARGV[10])
+  local second = math.floor(now / 1000000)
+  redis.call('HINCRBY', KEYS[5], second, reads)
+  if redis.call('HLEN', KEYS[5]) > keep + 60 then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[5])) do
+      if tonumber(field) <= second - keep then redis.call('HDEL', KEYS[5], field) end
+    end
+  end
+  redis.call('EXPIRE', KEYS[5], keep)
 end
 
 local next_allowed = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -69,4 +85,5 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
 local spacing = math.floor(reads * 1000000 / cap)
 redis.call('SET', KEYS[3], string.format('%d', now + spacing), 'PX', math.ceil(spacing / 1000) + 1000)
 settle(ARGV[9] == '1')
+count_second()
 return {1, id, now}
