@@ -9,7 +9,7 @@ import psycopg
 from aiohttp import web
 from psycopg.rows import dict_row
 
-from api.context import ApiContext, context
+from api.context import context
 from api.events import TENANT_QUERY, tenant_parameter
 from api.openapi import PATHS, READ_ERRORS, errors, ok_response
 from api.responses import json_response
@@ -36,47 +36,50 @@ PATHS["/api/ami/kpi/quickcheck"] = {
 @routes.get("/api/ami/kpi/quickcheck")
 async def quickcheck(request: web.Request) -> web.Response:
     tenant_id = tenant_parameter(request)
-    ctx = context(request)
-    async with ctx.pool.connection() as conn:
-        cursor = await conn.execute(
-            query("quickcheck_intervals"), {"tenant_id": tenant_id, "intervals": INTERVALS}
-        )
-        intervals = [read_at for (read_at,) in await cursor.fetchall()]
+    # Every statement on one connection: one checkout and one reset, not one per statement.
+    async with context(request).pool.connection() as conn:
+        return json_response(await _summary(conn, tenant_id))
+
+
+async def _summary(conn: psycopg.AsyncConnection[Any], tenant_id: str) -> dict[str, Any]:
+    cursor = await conn.execute(
+        query("quickcheck_intervals"), {"tenant_id": tenant_id, "intervals": INTERVALS}
+    )
+    intervals = [read_at for (read_at,) in await cursor.fetchall()]
     if not intervals:
-        return json_response(
-            {
-                "ok": True,
-                "tenantId": tenant_id,
-                "latestReadAt": None,
-                "intervals": [],
-                "message": "no reads for this tenant yet",
-            }
-        )
-    latest = intervals[0]
-    return json_response(
-        {
+        return {
             "ok": True,
             "tenantId": tenant_id,
-            "latestReadAt": _iso(latest),
-            "intervals": [_iso(read_at) for read_at in intervals],
-            "completeness": await _rows(
-                ctx, "quickcheck_completeness", {"tenant_id": tenant_id, "since": intervals[-1]}
-            ),
-            "feederLoad": await _rows(
-                ctx, "quickcheck_feeder_load", {"tenant_id": tenant_id, "read_at": latest}, TOP
-            ),
-            "voltageAnomalies": _voltage(
-                await _rows(ctx, "quickcheck_voltage", {"tenant_id": tenant_id, "read_at": latest})
-            ),
-            "theftSuspects": await _theft(ctx, tenant_id, latest),
+            "latestReadAt": None,
+            "intervals": [],
+            "message": "no reads for this tenant yet",
         }
-    )
+    latest = intervals[0]
+    return {
+        "ok": True,
+        "tenantId": tenant_id,
+        "latestReadAt": _iso(latest),
+        "intervals": [_iso(read_at) for read_at in intervals],
+        "completeness": await _rows(
+            conn, "quickcheck_completeness", {"tenant_id": tenant_id, "since": intervals[-1]}
+        ),
+        "feederLoad": await _rows(
+            conn, "quickcheck_feeder_load", {"tenant_id": tenant_id, "read_at": latest}, TOP
+        ),
+        "voltageAnomalies": _voltage(
+            await _rows(conn, "quickcheck_voltage", {"tenant_id": tenant_id, "read_at": latest})
+        ),
+        "theftSuspects": await _theft(conn, tenant_id, latest),
+    }
 
 
 async def _rows(
-    ctx: ApiContext, name: str, params: dict[str, Any], limit: int | None = None
+    conn: psycopg.AsyncConnection[Any],
+    name: str,
+    params: dict[str, Any],
+    limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    async with ctx.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cursor:
+    async with conn.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query(name), params)
         rows = await (cursor.fetchmany(limit) if limit else cursor.fetchall())
     return _camelised(rows)
@@ -90,7 +93,9 @@ def _voltage(feeders: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str, Any]:
+async def _theft(
+    conn: psycopg.AsyncConnection[Any], tenant_id: str, latest: datetime
+) -> dict[str, Any]:
     """The suspects of the latest complete day (UTC), from the meter-day features as last
     refreshed (api/kpi_refresh.py; ``featuresAsOf`` says when), and beside them the
     meter-days with too few reads to judge. The day in progress is never shown: just after
@@ -100,12 +105,9 @@ async def _theft(ctx: ApiContext, tenant_id: str, latest: datetime) -> dict[str,
     params = {"tenant_id": tenant_id, "day": day}
     summary: dict[str, Any] = {"day": day.date().isoformat()}
     try:
-        async with (
-            ctx.pool.connection() as conn,
-            conn.transaction(),
-            conn.cursor(row_factory=dict_row) as cursor,
-        ):
-            # A setting for this transaction only: the pooled connection keeps its own.
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cursor:
+            # A setting for this transaction only: the pooled connection keeps its own. (After
+            # the statements above, the transaction is a savepoint, which a cancel rolls back.)
             await cursor.execute(query("statement_budget"), {"milliseconds": str(THEFT_BUDGET_MS)})
             rows = await (await cursor.execute(query("theft_suspects"), params)).fetchall()
             unjudged = await (await cursor.execute(query("insufficient_data"), params)).fetchall()

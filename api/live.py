@@ -11,7 +11,7 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from api.context import context
+from api.context import ApiContext, context
 from api.errors import ApiError
 from api.openapi import PATHS, errors, ok_response
 from api.responses import json_response
@@ -23,6 +23,7 @@ routes = web.RouteTableDef()
 
 RATE_SECONDS: Final = 600  # the chart's 10 minutes, and the most one request may ask
 MAX_TENANTS: Final = 1_000
+MAX_UNIX_SECOND: Final = 10**11 - 1  # the year 5138
 
 PATHS["/api/ami/scale/rates"] = {
     "get": {
@@ -34,7 +35,14 @@ PATHS["/api/ami/scale/rates"] = {
                 "in": "query",
                 "description": "the last complete seconds to return, oldest first",
                 "schema": {"type": "integer", "minimum": 1, "maximum": RATE_SECONDS},
-            }
+            },
+            {
+                "name": "after",
+                "in": "query",
+                "description": "only the seconds after this one (unix time): what a poller "
+                "has not seen, from the start + seconds of its last answer",
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_UNIX_SECOND},
+            },
         ],
         "responses": {
             "200": ok_response("the series and the queue"),
@@ -57,26 +65,24 @@ async def scale_rates(request: web.Request) -> web.Response:
     """Per second, by the API's clock: reads enqueued (counted by the Redis server's clock
     as they are written), reads ingested (by the consumers' clocks), and publishes refused
     with 429. The current second is left out: it is not over."""
-    seconds = _seconds(request)
+    seconds = _integer(request, "seconds", RATE_SECONDS, 1, RATE_SECONDS)
+    after = _integer(request, "after", 0, 0, MAX_UNIX_SECOND)
     ctx = context(request)
     now = int(time.time())
-    span = range(now - seconds, now)
-    enqueued, ingested, refused, queue, consumers = await asyncio.gather(
-        ctx.redis.hmget(ctx.keys.enqueued, [str(second) for second in span]),
-        ctx.redis.mget([ctx.keys.ingested_second(second) for second in span]),
-        ctx.redis.mget([ctx.keys.refused_second(second) for second in span]),
-        queue_summary(ctx),
-        live_consumers(ctx),
+    span = range(max(now - seconds, min(after + 1, now)), now)
+    (enqueued, ingested, refused), queue, consumers = await asyncio.gather(
+        _series(ctx, span), queue_summary(ctx), live_consumers(ctx)
     )
     caps = ctx.settings.caps
     return json_response(
         {
             "ok": True,
+            "start": span.start,  # unix time of the first second
             "from": datetime.fromtimestamp(span.start, UTC).isoformat().replace("+00:00", "Z"),
-            "seconds": seconds,
-            "enqueued": _counts(enqueued),
-            "ingested": _counts(ingested),
-            "refused": _counts(refused),
+            "seconds": len(span),
+            "enqueued": enqueued,
+            "ingested": ingested,
+            "refused": refused,
             "readsPerSecondLimit": caps.reads_per_second,
             "queueDepthLimit": caps.queue_depth,
             "queue": queue,
@@ -93,10 +99,24 @@ async def tenants(request: web.Request) -> web.Response:
     return json_response({"ok": True, "tenants": [tenant_id for (tenant_id,) in rows]})
 
 
-def _seconds(request: web.Request) -> int:
-    raw = request.query.get("seconds", str(RATE_SECONDS))
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 4) or not 1 <= int(raw) <= RATE_SECONDS:
-        raise ApiError(400, f"seconds must be an integer in 1..{RATE_SECONDS}, not {raw!r}")
+async def _series(ctx: ApiContext, span: range) -> tuple[list[int], list[int], list[int]]:
+    """Reads enqueued, reads ingested and publishes refused in each second of ``span``."""
+    if not span:  # nothing new since the poller's last answer
+        return [], [], []
+    enqueued, ingested, refused = await asyncio.gather(
+        ctx.redis.hmget(ctx.keys.enqueued, [str(second) for second in span]),
+        ctx.redis.mget([ctx.keys.ingested_second(second) for second in span]),
+        ctx.redis.mget([ctx.keys.refused_second(second) for second in span]),
+    )
+    return _counts(enqueued), _counts(ingested), _counts(refused)
+
+
+def _integer(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name, str(default))
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not (
+        low <= int(raw) <= high
+    ):
+        raise ApiError(400, f"{name} must be an integer in {low}..{high}, not {raw!r}")
     return int(raw)
 
 

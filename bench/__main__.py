@@ -16,6 +16,7 @@ BENCHMARKS = (
     "load",
     "theft",
     "failover",
+    "page",
 )
 
 

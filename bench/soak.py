@@ -360,6 +360,30 @@ async def soak_with_redis(stack: Stack, emulate: subprocess.Popen[bytes], minute
     return judge(shots, reads, rows, run)
 
 
+def start_emulate(stack: Stack, tenant: str) -> subprocess.Popen[bytes]:
+    """``gridlens emulate`` at the cap (EMULATE_ARGS), its output in <data dir>/emulate.log."""
+    with (stack.data_dir / "emulate.log").open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", "emulate", "--tenant", tenant, *EMULATE_ARGS],
+            env=stack.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+
+def end_emulate(emulate: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not finished its publish within EMULATE_STOP_S."""
+    if emulate.poll() is None:
+        emulate.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            emulate.wait(EMULATE_STOP_S)
+        if emulate.poll() is None:
+            emulate.kill()
+            emulate.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="length of the run")
@@ -367,31 +391,16 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= minutes <= MAX_MINUTES:
         parser.error(f"--minutes must be within 1..{MAX_MINUTES:g} (the day of backlog)")
     with running_stack(consumers=2, name="soak") as stack:
-        log_path = stack.data_dir / "emulate.log"
         print(
             f"soak: {minutes:g} minutes of gridlens emulate --tenant {TENANT}"
             f" {' '.join(EMULATE_ARGS)}; status, quickcheck and /metrics polled every"
             f" {POLL_S:g} s; stack at {stack.base}"
         )
-        with log_path.open("ab") as log:
-            emulate = subprocess.Popen(
-                [sys.executable, "-m", "app", "emulate", "--tenant", TENANT, *EMULATE_ARGS],
-                env=stack.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-            )
+        emulate = start_emulate(stack, TENANT)
         try:
             met = asyncio.run(soak_with_redis(stack, emulate, minutes))
         finally:
-            if emulate.poll() is None:
-                emulate.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    emulate.wait(EMULATE_STOP_S)
-                if emulate.poll() is None:
-                    emulate.kill()
-                    emulate.wait()
+            end_emulate(emulate)
     print(f"soak: {'every target met' if met else 'targets missed (see above)'}")
 
 

@@ -29,7 +29,7 @@ from tests.processes import service_env, start, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 MIN_CASES = 1_000
-EXAMPLES_PER_OPERATION = 100  # about 1,600 cases over the nine operations
+EXAMPLES_PER_OPERATION = 100  # per operation: about 2,000 cases over the twelve
 FUZZ_TIMEOUT_S = 600
 READY_WITHIN_S = 30.0
 

@@ -79,7 +79,17 @@ async def test_rates_count_every_read_enqueued_and_ingested_within_the_cap(
     assert rates["readsPerSecondLimit"] == HARD_MAX_READS_PER_SECOND
     assert rates["queueDepthLimit"] == 500
     assert rates["consumersAlive"] == 1 and rates["queue"]["completed"] == 12
-    assert (await (await client.get("/api/ami/scale/rates?seconds=5")).json())["seconds"] == 5
+    assert abs(rates["start"] + rates["seconds"] - time.time()) < 5  # up to the last second
+    recent = await (await client.get("/api/ami/scale/rates?seconds=5")).json()
+    assert recent["seconds"] == 5 and len(recent["ingested"]) == 5
+    # What a poller has not seen: the seconds after the last of its previous answer.
+    last = recent["start"] + recent["seconds"] - 1
+    after = await (await client.get(f"/api/ami/scale/rates?after={last}")).json()
+    assert after["start"] == last + 1 and len(after["enqueued"]) == after["seconds"] <= 2
+    ahead = await client.get(f"/api/ami/scale/rates?after={last + 3_600}")
+    assert (await ahead.json())["enqueued"] == []  # nothing after a second still to come
+    late = await (await client.get(f"/api/ami/scale/rates?after={last - 10_000}")).json()
+    assert late["seconds"] == 600  # never more than the window
     tenants = await (await client.get("/api/ami/tenants")).json()
     assert tenant in tenants["tenants"] and tenants["tenants"] == sorted(tenants["tenants"])
 
@@ -119,3 +129,7 @@ async def test_rates_refuse_a_bad_window(client: TestClient[Any, Any]) -> None:
         response = await client.get("/api/ami/scale/rates", params={"seconds": raw})
         assert response.status == 400, raw
         assert "seconds must be an integer in 1..600" in (await response.json())["error"]
+    for raw in ("-1", "1.5", "٣", "1" * 12):
+        response = await client.get("/api/ami/scale/rates", params={"after": raw})
+        assert response.status == 400, raw
+        assert "after must be an integer in 0..99999999999" in (await response.json())["error"]

@@ -125,6 +125,11 @@ async def test_page_publishes_and_shows_the_fleet_move(
     assert "25,000" in await browsing.text("#plan-figures")
     assert await browsing.text("#publish-status") == "dry run: nothing was enqueued"
     assert await browsing.text("#queue-completed") == "0"
+    # A field changed after the plan hides the publish button: what is published was planned.
+    await page.fill(f"{form} [name=feederCount]", "25")
+    await page.wait_for_selector("#plan-result", state="hidden")
+    await page.click("#plan")
+    await page.wait_for_selector("#plan-result", state="visible")
 
     # Then for real: the tenant's meters and the rate chart move while it runs.
     await page.click("#publish-now")
@@ -151,7 +156,10 @@ async def test_page_publishes_and_shows_the_fleet_move(
 
     # The key went only as a bearer header, and only where it was needed; nothing kept it.
     posts = [request for request in browsing.requests if request.method == "POST"]
-    assert len(posts) == 2
+    assert len(posts) == 3  # two dry runs, one publish
+    bodies = [post.post_data_json for post in posts]
+    assert [body.get("dryRun") for body in bodies] == [True, True, None]
+    assert bodies[2] == {name: value for name, value in bodies[1].items() if name != "dryRun"}
     for post in posts:
         assert await post.header_value("authorization") == f"Bearer {TEST_API_KEY}"
     reads = [request for request in browsing.api_requests() if request.method == "GET"]

@@ -1,4 +1,5 @@
-"""The operations tools some tests run for real: found on PATH, or those tests skip."""
+"""The tools some tests run for real (operations tools, a browser): found on PATH, or those
+tests skip."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ PACKAGE_OF = {
     "prometheus": "prometheus",
     "docker-compose": "docker-compose",
     "systemd-analyze": "systemd",
+    "chromium": "chromium",
 }
 
 

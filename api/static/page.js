@@ -83,6 +83,28 @@
 
   // ---- rates and the queue --------------------------------------------------------------
 
+  // The chart's seconds, kept here: the first poll reads all 10 minutes, each later one only
+  // the seconds after the last it saw, and RATE_OVERLAP_S before them again (a consumer's
+  // count of a second may still grow just after it).
+  const WINDOW_S = 600;
+  const RATE_OVERLAP_S = 3;
+  const history = new Map(); // unix second -> [enqueued, ingested, refused]
+  let historyEnd = null; // the second after the last one seen
+
+  function ratesPath() {
+    return historyEnd === null ? '/api/ami/scale/rates' : `/api/ami/scale/rates?after=${historyEnd - 1 - RATE_OVERLAP_S}`;
+  }
+
+  // The answer merged into the history: the last WINDOW_S seconds, as the API gives them.
+  function merged(rates) {
+    rates.enqueued.forEach((count, i) => history.set(rates.start + i, [count, rates.ingested[i], rates.refused[i]]));
+    historyEnd = Math.max(historyEnd ?? 0, rates.start + rates.seconds);
+    const start = historyEnd - WINDOW_S;
+    for (const second of history.keys()) if (second < start) history.delete(second);
+    const column = (n) => Array.from({ length: WINDOW_S }, (_, i) => (history.get(start + i) || [0, 0, 0])[n]);
+    return { ...rates, start, seconds: WINDOW_S, enqueued: column(0), ingested: column(1), refused: column(2) };
+  }
+
   function drawRates(rates) {
     const svg = $('rates');
     const [width, height, left, right, top, bottom] = [760, 220, 52, 12, 10, 24];
@@ -241,7 +263,7 @@
       const tenant = chosenTenant();
       const tenantQuery = tenant ? `?tenantId=${encodeURIComponent(tenant)}` : '';
       const [rates, tenants, status, check, events] = await Promise.all([
-        call('/api/ami/scale/rates'),
+        call(ratesPath()).then(merged),
         polls % TENANTS_EVERY === 0 ? call('/api/ami/tenants') : null,
         tenant ? call(`/api/ami/scale/status${tenantQuery}`) : null,
         tenant ? call(`/api/ami/kpi/quickcheck${tenantQuery}`) : null,
