@@ -28,7 +28,7 @@ from bench.stack import Stack, running_stack
 TENANT = "PAGE_TENANT"
 WARMUP_S = 60.0  # emulate's first publishes; the API's pools and caches warm
 PHASE_S = 60.0
-ROUNDS = 3
+ROUNDS = 4
 TARGET_SHARE = 0.01  # of a core
 
 

@@ -7,6 +7,10 @@
 (() => {
   const POLL_MS = 2000;
   const TENANTS_EVERY = 15; // polls between two reads of the tenant list (30 s)
+  const EVENTS_EVERY = 5; // and of the tenant's events (10 s), which only a request changes
+  // The tenant's KPIs are read again when its reads changed, or once they are this old (a
+  // day's theft verdict is judged in the background).
+  const KPI_MAX_AGE_MS = 30000;
   const TENANT = /^[A-Za-z0-9_]{1,64}$/;
   const SVG = 'http://www.w3.org/2000/svg';
   const authReads = document.body.dataset.authReads === '1';
@@ -225,6 +229,24 @@
     if (!$('tenant').value && list.tenants.length) $('tenant').value = list.tenants.includes('DEMO_TENANT') ? 'DEMO_TENANT' : list.tenants[0];
   }
 
+  // What the tenant's panels show: whose, as of which reads, read when.
+  let shown = { tenant: null, reads: null, latest: null, kpiAt: 0 };
+
+  // The chosen tenant's status; its KPIs if its reads changed (or they are old), and its
+  // events every EVENTS_EVERY polls; everything when the tenant is another.
+  async function readTenant(tenant) {
+    const query = `?tenantId=${encodeURIComponent(tenant)}`;
+    const status = await call(`/api/ami/scale/status${query}`);
+    const another = shown.tenant !== tenant;
+    const changed = another || status.totalReads !== shown.reads || status.latestReadAt !== shown.latest;
+    const [check, events] = await Promise.all([
+      changed || Date.now() - shown.kpiAt > KPI_MAX_AGE_MS ? call(`/api/ami/kpi/quickcheck${query}`) : null,
+      another || polls % EVENTS_EVERY === 0 ? call(`/api/ami/events${query}`) : null,
+    ]);
+    if (check) shown = { tenant, reads: status.totalReads, latest: status.latestReadAt, kpiAt: Date.now() };
+    return { status, check, events };
+  }
+
   // ---- polling --------------------------------------------------------------------------
 
   let polls = 0;
@@ -261,17 +283,15 @@
     $('key-needed').hidden = true;
     try {
       const tenant = chosenTenant();
-      const tenantQuery = tenant ? `?tenantId=${encodeURIComponent(tenant)}` : '';
-      const [rates, tenants, status, check, events] = await Promise.all([
+      const [rates, tenants, tenantReads] = await Promise.all([
         call(ratesPath()).then(merged),
         polls % TENANTS_EVERY === 0 ? call('/api/ami/tenants') : null,
-        tenant ? call(`/api/ami/scale/status${tenantQuery}`) : null,
-        tenant ? call(`/api/ami/kpi/quickcheck${tenantQuery}`) : null,
-        tenant ? call(`/api/ami/events${tenantQuery}`) : null,
+        tenant ? readTenant(tenant) : {},
       ]);
       drawRates(rates);
       drawQueue(rates);
       if (tenants) fillTenants(tenants);
+      const { status, check, events } = tenantReads;
       if (status) drawStatus(status);
       if (check) drawQuickcheck(check);
       if (events) drawEvents(events);
