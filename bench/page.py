@@ -17,9 +17,9 @@ import shutil
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
+from playwright.async_api import Browser, Request, async_playwright
 
 from bench.procstat import cpu_seconds
 from bench.soak import EMULATE_ARGS, end_emulate, start_emulate
@@ -49,10 +49,10 @@ def _cpu(pids: list[int]) -> float:
     return total
 
 
-async def _phase(stack: Stack, browser: Any | None) -> Phase:
+async def _phase(stack: Stack, browser: Browser | None) -> Phase:
     roles = stack.processes()
     api, postgres = roles["api"], roles.get("postgres", [])
-    requests: list[Any] = []
+    requests: list[Request] = []
     context = None
     if browser is not None:
         context = await browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -82,8 +82,6 @@ async def _phase(stack: Stack, browser: Any | None) -> Phase:
 
 
 async def _phases(stack: Stack, chromium: str) -> list[Phase]:
-    from playwright.async_api import async_playwright
-
     phases = []
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=chromium)

@@ -13,10 +13,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
+from playwright.async_api import Browser, Page, Request, async_playwright
 
 from tests.conftest import TEST_API_KEY, ClientFactory
 from tests.tools import tool
@@ -32,9 +33,9 @@ SETTLE_S = 60.0
 class Browsing:
     """A page in a fresh browser context, and everything it did."""
 
-    page: Any
+    page: Page
     origin: str
-    requests: list[Any] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
 
     def foreign_requests(self) -> list[str]:
@@ -47,7 +48,7 @@ class Browsing:
     def urls_with_key(self) -> list[str]:
         return [request.url for request in self.requests if TEST_API_KEY in request.url]
 
-    def api_requests(self) -> list[Any]:
+    def api_requests(self) -> list[Request]:
         return [
             request for request in self.requests if urlsplit(request.url).path.startswith("/api/")
         ]
@@ -72,10 +73,8 @@ class Browsing:
 
 
 @pytest.fixture
-async def browser() -> AsyncIterator[Any]:
+async def browser() -> AsyncIterator[Browser]:
     chromium = tool("chromium")
-    from playwright.async_api import async_playwright
-
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=chromium)
         try:
@@ -84,7 +83,7 @@ async def browser() -> AsyncIterator[Any]:
             await launched.close()
 
 
-async def browse(browser: Any, base: str) -> Browsing:
+async def browse(browser: Browser, base: str) -> Browsing:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await context.new_page()
     browsing = Browsing(page, base.rstrip("/"))
@@ -101,7 +100,7 @@ async def browse(browser: Any, base: str) -> Browsing:
 
 
 async def test_page_publishes_and_shows_the_fleet_move(
-    browser: Any, make_client: ClientFactory, consumer: None, tenant: str
+    browser: Browser, make_client: ClientFactory, consumer: None, tenant: str
 ) -> None:
     client = await make_client()
     base = str(client.make_url("/"))
@@ -157,7 +156,7 @@ async def test_page_publishes_and_shows_the_fleet_move(
     # The key went only as a bearer header, and only where it was needed; nothing kept it.
     posts = [request for request in browsing.requests if request.method == "POST"]
     assert len(posts) == 3  # two dry runs, one publish
-    bodies = [post.post_data_json for post in posts]
+    bodies = [orjson.loads(post.post_data or "null") for post in posts]
     assert [body.get("dryRun") for body in bodies] == [True, True, None]
     assert bodies[2] == {name: value for name, value in bodies[1].items() if name != "dryRun"}
     for post in posts:
@@ -173,7 +172,7 @@ async def test_page_publishes_and_shows_the_fleet_move(
 
 
 async def test_page_asks_for_the_key_when_reads_need_it(
-    browser: Any, make_client: ClientFactory, tenant: str
+    browser: Browser, make_client: ClientFactory, tenant: str
 ) -> None:
     client = await make_client(auth_reads=True)
     base = str(client.make_url("/"))
@@ -206,7 +205,7 @@ async def test_page_asks_for_the_key_when_reads_need_it(
 
 
 async def test_page_shows_hostile_text_as_text(
-    browser: Any, make_client: ClientFactory, tenant: str
+    browser: Browser, make_client: ClientFactory, tenant: str
 ) -> None:
     """A tenant id typed into the page, and the fields of the tenant's events, reach the
     page as text: markup in them creates no element and loads nothing."""
