@@ -85,7 +85,7 @@ async def test_rates_count_every_read_enqueued_and_ingested_within_the_cap(
     # What a poller has not seen: the seconds after the last of its previous answer.
     last = recent["start"] + recent["seconds"] - 1
     after = await (await client.get(f"/api/ami/scale/rates?after={last}")).json()
-    assert after["start"] == last + 1 and len(after["enqueued"]) == after["seconds"] <= 2
+    assert after["start"] == last + 1 and len(after["enqueued"]) == after["seconds"] <= 5
     ahead = await client.get(f"/api/ami/scale/rates?after={last + 3_600}")
     assert (await ahead.json())["enqueued"] == []  # nothing after a second still to come
     late = await (await client.get(f"/api/ami/scale/rates?after={last - 10_000}")).json()
@@ -119,8 +119,12 @@ async def test_seconds_older_than_the_history_are_trimmed_as_jobs_are_enqueued(
         "/api/ami/publish-once", json={"tenantId": tenant, "meterCount": 10}, headers=AUTH
     )
     assert response.status == 200
-    seconds = [int(second) for second in await redis.hkeys(keys.enqueued)]
-    assert len(seconds) == 1 and seconds[0] >= int(time.time()) - 5
+    # Only this publish's seconds are left: its 10 jobs (a meter on each of 10 feeders) may
+    # straddle the turn of a second.
+    left = {
+        int(second): int(reads) for second, reads in (await redis.hgetall(keys.enqueued)).items()
+    }
+    assert min(left) >= int(time.time()) - 5 and sum(left.values()) == 10
     assert 0 < await redis.ttl(keys.enqueued) <= RATE_HISTORY_S
 
 
