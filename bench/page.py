@@ -41,12 +41,18 @@ class Phase:
     page_requests: int
 
 
-def _cpu(pids: list[int]) -> float:
-    total = 0.0
+def _cpu(pids: list[int]) -> dict[int, float]:
+    """CPU seconds so far of those of ``pids`` still running."""
+    seconds = {}
     for pid in pids:
         with contextlib.suppress(OSError):  # exited meanwhile
-            total += cpu_seconds(pid)
-    return total
+            seconds[pid] = cpu_seconds(pid)
+    return seconds
+
+
+def _used(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between the two readings by the processes alive at both."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 async def _phase(stack: Stack, browser: Browser | None) -> Phase:
@@ -63,7 +69,7 @@ async def _phase(stack: Stack, browser: Browser | None) -> Phase:
     started = time.monotonic()
     await asyncio.sleep(PHASE_S)
     elapsed = time.monotonic() - started
-    api_used, postgres_used = _cpu(api) - api_before, _cpu(postgres) - postgres_before
+    api_used, postgres_used = _used(api_before, _cpu(api)), _used(postgres_before, _cpu(postgres))
     if context is not None:
         await context.close()
     seconds = int(PHASE_S) - 1

@@ -21,7 +21,7 @@
   // ---- elements -------------------------------------------------------------------------
 
   function element(tag, attributes = {}, text = undefined) {
-    const svg = ['svg', 'line', 'polyline', 'rect', 'text', 'g', 'title'].includes(tag);
+    const svg = ['line', 'polyline', 'rect', 'text'].includes(tag);
     const node = svg ? document.createElementNS(SVG, tag) : document.createElement(tag);
     for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
     if (text !== undefined) node.textContent = String(text);
@@ -197,24 +197,14 @@
   }
 
   function drawTheft(theft) {
-    if (!theft) {
-      show('theft-day', '');
-      show('theft-summary', 'no reads yet');
-      show('theft-unjudged', '');
-      fillTable('theft', [], () => []);
-      return;
-    }
-    show('theft-day', `day ${theft.day}`);
-    if (!theft.computed) {
-      show('theft-summary', `not computed: ${theft.reason}`);
-      fillTable('theft', [], () => []);
-      show('theft-unjudged', '');
-      return;
-    }
-    show('theft-summary', `${number(theft.count)} suspect(s) · near-zero use (vacancy, not theft): ${number(theft.nearZero.count)}`);
-    fillTable('theft', theft.top, (row) => [row.meterId, row.feederId, (row.reasons || []).join(', ')]);
-    const unjudged = theft.insufficientData;
-    show('theft-unjudged', `insufficient data: ${number(unjudged.count)} meter-day(s) with too few reads to judge` + (unjudged.top.length ? `, e.g. ${unjudged.top.map((row) => `${row.meterId} (${percent(row.completeness)})`).join(', ')}` : ''));
+    const judged = Boolean(theft && theft.computed);
+    show('theft-day', theft ? `day ${theft.day}` : '');
+    if (!theft) show('theft-summary', 'no reads yet');
+    else if (!judged) show('theft-summary', `not computed: ${theft.reason}`);
+    else show('theft-summary', `${number(theft.count)} suspect(s) · near-zero use (vacancy, not theft): ${number(theft.nearZero.count)}`);
+    fillTable('theft', judged ? theft.top : [], (row) => [row.meterId, row.feederId, (row.reasons || []).join(', ')]);
+    const unjudged = judged ? theft.insufficientData : null;
+    show('theft-unjudged', !unjudged ? '' : `insufficient data: ${number(unjudged.count)} meter-day(s) with too few reads to judge` + (unjudged.top.length ? `, e.g. ${unjudged.top.map((row) => `${row.meterId} (${percent(row.completeness)})`).join(', ')}` : ''));
   }
 
   function drawEvents(events) {
